@@ -1,0 +1,69 @@
+"""Shared fixtures: the tornado-kit pytest plugin, real redis-server, leak checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from tests._servers import RedisServer, find_binary
+
+pytest_plugins = ["tornado_kit.testing"]
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    binary = find_binary("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server_session(redis_binary: str) -> Iterator[RedisServer]:
+    """One redis-server for the whole session (tests flush it through `redis_url`)."""
+    server = RedisServer(redis_binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server_session: RedisServer) -> str:
+    """URL of the session's real redis-server, emptied before the test."""
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(redis_server_session.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server_session.url
+
+
+@pytest.fixture
+def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """A private redis-server the test may stop and start (outage tests)."""
+    server = RedisServer(redis_binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """After every async test and its fixtures, no task may be left running."""
+    yield
+    current = asyncio.current_task()
+    for _ in range(20):
+        leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not leftover:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"tasks leaked by the test: {leftover!r}")

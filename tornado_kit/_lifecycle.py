@@ -1,0 +1,103 @@
+"""Per-application runtime state and the shutdown hook.
+
+tornado-kit keeps no module-level mutable state (it would be shared across
+``fork_processes`` children and bound to the wrong event loop). Everything a
+mixin needs to share across handlers of one application (the default broker,
+the heartbeat timer, the registry of open WebSockets and SSE streams, the
+default executor) hangs off the ``Application`` object in an :class:`AppState`
+created lazily on first use, i.e. inside the serving process, after any fork.
+
+:func:`shutdown` is the hook that :func:`tornado_kit.serve` (and the testing
+plugin) calls when a server stops: it runs the registered callbacks in phase
+order (close connections first, then release shared resources).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tornado.web import Application
+
+log = logging.getLogger("tornado_kit")
+
+_ATTR = "_tornado_kit_state"
+
+#: Shutdown phases, run in increasing order. Callbacks in one phase run concurrently.
+PHASE_CONNECTIONS = 10  # close WebSockets with 1001, end SSE streams
+PHASE_RESOURCES = 20  # brokers, executors, HTTP clients
+
+ShutdownCallback = Callable[[], "Awaitable[Any] | None"]
+
+
+class AppState:
+    """Shared runtime objects of one :class:`~tornado.web.Application`.
+
+    ``resources`` is a plain dict that modules use with their own private keys
+    (``"broker"``, ``"heartbeat"``, ...). ``connections`` holds every open
+    long-lived handler (WebSocket or SSE) so that shutdown can reach them.
+    """
+
+    def __init__(self) -> None:
+        self.resources: dict[str, Any] = {}
+        self.connections: set[Any] = set()
+        self._callbacks: list[tuple[int, int, ShutdownCallback]] = []
+        self._seq = 0
+        self.shutting_down = False
+
+    def on_shutdown(self, callback: ShutdownCallback, phase: int = PHASE_RESOURCES) -> None:
+        """Register *callback* (sync or async) to run once at shutdown in *phase*."""
+        self._seq += 1
+        self._callbacks.append((phase, self._seq, callback))
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Run every registered callback once, phase by phase.
+
+        A callback that raises is logged and does not stop the others. With
+        *timeout*, each phase is given at most that many seconds.
+        """
+        self.shutting_down = True
+        callbacks, self._callbacks = sorted(self._callbacks), []
+        phases = sorted({phase for phase, _, _ in callbacks})
+        for phase in phases:
+            pending = []
+            for cb_phase, _, callback in callbacks:
+                if cb_phase != phase:
+                    continue
+                try:
+                    result = callback()
+                except Exception:
+                    log.exception("tornado-kit shutdown callback %r failed", callback)
+                    continue
+                if inspect.isawaitable(result):
+                    pending.append(asyncio.ensure_future(result))
+            if pending:
+                done, not_done = await asyncio.wait(pending, timeout=timeout)
+                for task in not_done:
+                    task.cancel()
+                    log.warning("tornado-kit shutdown callback did not finish in time: %r", task)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error(
+                            "tornado-kit shutdown callback failed",
+                            exc_info=task.exception(),
+                        )
+
+
+def state_for(app: Application) -> AppState:
+    """Return the :class:`AppState` of *app*, creating it on first use."""
+    state: AppState | None = app.__dict__.get(_ATTR)
+    if state is None:
+        state = AppState()
+        app.__dict__[_ATTR] = state
+    return state
+
+
+async def shutdown(app: Application, timeout: float | None = None) -> None:
+    """Shut down tornado-kit's runtime objects of *app* (see :meth:`AppState.shutdown`)."""
+    state: AppState | None = app.__dict__.get(_ATTR)
+    if state is not None:
+        await state.shutdown(timeout)
