@@ -35,7 +35,7 @@ typecheck: venv
 	$(BIN)/mypy --strict tornado_kit
 
 docs: venv
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: venv
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
