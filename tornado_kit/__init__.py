@@ -17,10 +17,20 @@ Exceptions::
 """
 
 from tornado_kit.broker import Broker, LocalBroker
+from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
+from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit.timing import TimingMixin
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIError",
     "Broker",
+    "JSONBodyMixin",
+    "JSONErrorMixin",
     "LocalBroker",
+    "MetricsHandler",
+    "NotFoundHandler",
+    "PrometheusMetrics",
+    "TimingMixin",
 ]

@@ -1,0 +1,160 @@
+"""Prometheus metrics for requests and executors (extra ``prometheus``).
+
+``prometheus_client`` is imported when :class:`PrometheusMetrics` is built,
+not when this module is imported, so the package works without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from tornado_kit.errors import JSONErrorMixin
+
+__all__ = ["DEFAULT_BUCKETS", "MetricsHandler", "PrometheusMetrics"]
+
+#: Histogram buckets in seconds: 1 ms to 10 s.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def _prometheus() -> ModuleType:
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        raise ImportError(
+            "PrometheusMetrics needs prometheus-client: pip install 'tornado-kit[prometheus]'"
+        ) from exc
+
+
+class PrometheusMetrics:
+    """Request and executor metrics in a ``prometheus_client`` registry.
+
+    Put one in the application settings; :class:`~tornado_kit.TimingMixin`
+    observes every request into it and :class:`MetricsHandler` serves it::
+
+        metrics = PrometheusMetrics()
+        app = Application(
+            [(r"/metrics", MetricsHandler), (r"/users/(.*)", UserHandler)],
+            metrics=metrics,
+        )
+
+    Metrics (``tornado`` is the default *namespace*):
+
+    * ``tornado_http_request_duration_seconds`` histogram, labels
+      ``handler`` (class name), ``method``, ``status``. A WebSocket
+      connection is observed when it closes, with status 101 and the
+      connection's length.
+    * ``tornado_executor_queue_depth`` gauge, label ``executor``.
+    * ``tornado_executor_rejected_total`` counter, label ``executor``.
+
+    :param registry: a ``prometheus_client.CollectorRegistry``; by default a
+        new one owned by this object (pass ``prometheus_client.REGISTRY`` to
+        use the global one, together with the process metrics).
+    :param namespace: metric name prefix.
+    :param buckets: histogram buckets, in seconds.
+    :raises ImportError: when prometheus-client is not installed.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        registry: Any = None,
+        namespace: str = "tornado",
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        prometheus = _prometheus()
+        self.registry: Any = registry if registry is not None else prometheus.CollectorRegistry()
+        self.request_duration: Any = prometheus.Histogram(
+            "http_request_duration_seconds",
+            "Time to serve an HTTP request (a WebSocket: the connection's length).",
+            ["handler", "method", "status"],
+            namespace=namespace,
+            buckets=tuple(buckets),
+            registry=self.registry,
+        )
+        self.executor_queue_depth: Any = prometheus.Gauge(
+            "executor_queue_depth",
+            "Jobs waiting for an executor worker.",
+            ["executor"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.executor_rejected: Any = prometheus.Counter(
+            "executor_rejected",
+            "Jobs refused because the executor queue was full.",
+            ["executor"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+
+    def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """Record one request of *seconds* (called by ``TimingMixin``)."""
+        self.request_duration.labels(handler, method, str(status)).observe(seconds)
+
+    def set_executor_queue_depth(self, executor: str, depth: int) -> None:
+        """Set the number of jobs waiting in *executor* (called by ``ExecutorMixin``)."""
+        self.executor_queue_depth.labels(executor).set(depth)
+
+    def inc_executor_rejected(self, executor: str) -> None:
+        """Count one job *executor* refused (called by ``ExecutorMixin``)."""
+        self.executor_rejected.labels(executor).inc()
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """Return ``(body, content_type)`` in the format *accept* asks for.
+
+        Plain text exposition format by default; OpenMetrics when the
+        ``Accept`` header asks for ``application/openmetrics-text``.
+        """
+        exposition = importlib.import_module("prometheus_client.exposition")
+        encoder, content_type = exposition.choose_encoder(accept or "")
+        body: bytes = encoder(self.registry)
+        return body, str(content_type)
+
+
+class MetricsHandler(JSONErrorMixin, RequestHandler):
+    """Serve the metrics of the ``metrics`` setting for Prometheus to scrape.
+
+    ::
+
+        app = Application([(r"/metrics", MetricsHandler)], metrics=PrometheusMetrics())
+
+    The ``Content-Type`` is the one prometheus-client gives for the format
+    negotiated from ``Accept`` (text exposition format by default). Without a
+    ``metrics`` setting every request is a 500 (a configuration error, logged
+    with the reason). Protect the route (network policy, or combine with
+    ``TokenAuthMixin``) if the metrics are not public.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The :class:`PrometheusMetrics` to serve (defaults to the ``metrics`` setting).
+    metrics: PrometheusMetrics | None = None
+
+    def get(self) -> None:
+        """Write the current metrics."""
+        metrics = self.metrics or self.settings.get("metrics")
+        if not isinstance(metrics, PrometheusMetrics):
+            raise HTTPError(500, "MetricsHandler needs a PrometheusMetrics in settings['metrics']")
+        body, content_type = metrics.exposition(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
