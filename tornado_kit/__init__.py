@@ -16,9 +16,18 @@ Exceptions::
      └── APIError            (RFC 9457 problem details that reach the client)
 """
 
+from tornado_kit.auth import (
+    JWTVerifier,
+    SignedTokenVerifier,
+    StaticTokenVerifier,
+    TokenAuthMixin,
+    allow_anonymous,
+    require_scopes,
+)
 from tornado_kit.broker import Broker, LocalBroker
 from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
 from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit.server import serve
 from tornado_kit.timing import TimingMixin
 
 __version__ = "0.1.0"
@@ -28,9 +37,16 @@ __all__ = [
     "Broker",
     "JSONBodyMixin",
     "JSONErrorMixin",
+    "JWTVerifier",
     "LocalBroker",
     "MetricsHandler",
     "NotFoundHandler",
     "PrometheusMetrics",
+    "SignedTokenVerifier",
+    "StaticTokenVerifier",
     "TimingMixin",
+    "TokenAuthMixin",
+    "allow_anonymous",
+    "require_scopes",
+    "serve",
 ]
