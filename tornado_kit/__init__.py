@@ -27,6 +27,7 @@ from tornado_kit.auth import (
 from tornado_kit.broker import Broker, LocalBroker
 from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
 from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit.server import serve
 from tornado_kit.timing import TimingMixin
 
 __version__ = "0.1.0"
@@ -47,4 +48,5 @@ __all__ = [
     "TokenAuthMixin",
     "allow_anonymous",
     "require_scopes",
+    "serve",
 ]

@@ -1,0 +1,586 @@
+"""serve() and ``python -m tornado_kit serve``: real processes, signals and sockets.
+
+Every test starts the CLI in a subprocess (its own session, so that a test can
+signal the whole process group like a terminal's Ctrl-C), talks to it over
+loopback and checks exit statuses and surviving pids with psutil. The apps
+live in ``tests/_serve_app.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from tests._servers import free_port, wait_for_port
+from tornado_kit import serve
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+class Served:
+    """``python -m tornado_kit serve FACTORY`` in a subprocess on a free port."""
+
+    def __init__(self, tmp_path: Path, factory: str, *args: str) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tornado_kit",
+                "serve",
+                factory,
+                "--port",
+                str(self.port),
+                "--address",
+                "127.0.0.1",
+                *args,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.parent = psutil.Process(self.proc.pid)
+
+    # -- observing -------------------------------------------------------
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def marker(self, name: str) -> list[str]:
+        path = self.dir / name
+        return path.read_text().split() if path.exists() else []
+
+    def wait_marker(self, name: str, count: int = 1) -> list[str]:
+        return _wait_until(
+            lambda: len(self.marker(name)) >= count and self.marker(name), what=f"marker {name}"
+        )
+
+    def workers(self) -> list[psutil.Process]:
+        try:
+            return self.parent.children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def wait_ready(self, workers: int = 0) -> None:
+        """Port accepting, and (with workers) that many apps built."""
+        wait_for_port(self.port, timeout=20)
+        if workers:
+            self.wait_marker("factory_calls", workers)
+            _wait_until(lambda: len(self.workers()) == workers, what=f"{workers} workers")
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 20
+    ) -> tuple[int, bytes, http.client.HTTPMessage]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read(), response.headers
+        finally:
+            conn.close()
+
+    def get_json(self, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        status, body, _ = self.get(path, headers)
+        assert status == 200, body
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    # -- controlling -----------------------------------------------------
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def send_group(self, signum: int) -> None:
+        os.killpg(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        survivors = self.workers()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for proc in survivors:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    started: list[Served] = []
+
+    def start(factory: str, *args: str) -> Served:
+        server = Served(tmp_path, factory, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(4) as executor:
+        yield executor
+
+
+def _gone(pids: list[int], timeout: float = 20) -> None:
+    """Assert that every pid exits (is reaped or disappears) within *timeout*."""
+
+    def all_gone() -> bool:
+        alive = []
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return not alive
+
+    _wait_until(all_gone, timeout, what=f"processes {pids} to exit")
+
+
+# ---------------------------------------------------------------------------
+# multi-process serving
+
+
+def test_two_workers_answer_and_the_app_is_built_after_the_fork(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    first = server.get_json("/pid")
+    # Block the worker that answered: the next connection can only be
+    # accepted by the other one.
+    blocked: Future[Any] = pool.submit(server.get, "/block?seconds=1.5")
+    second = _wait_until(
+        lambda: (data := server.get_json("/pid"))["pid"] != first["pid"] and data, what="2nd pid"
+    )
+    assert blocked.result()[0] == 200
+    pids = {first["pid"], second["pid"]}
+    assert len(pids) == 2
+    assert server.proc.pid not in pids
+    for data in (first, second):
+        assert data["ppid"] == server.proc.pid
+        # the factory ran in the worker itself, not in the parent before fork
+        assert data["factory_pid"] == data["pid"]
+    assert sorted(int(p) for p in server.marker("factory_calls")) == sorted(pids)
+
+
+def test_sigterm_to_the_parent_stops_every_worker_and_exits_0(
+    served: Callable[..., Served],
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    pids = [p.pid for p in server.workers()]
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+    _gone(pids)
+    with pytest.raises(ConnectionRefusedError):
+        server.get("/pid")
+
+
+def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refused(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    slow: Future[Any] = pool.submit(server.get, "/slow?seconds=2")
+    server.wait_marker("started-slow")
+    server.send(signal.SIGTERM)
+
+    def refused() -> bool:
+        try:
+            server.get("/pid", timeout=2)
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+        return False
+
+    # the listening sockets close at once, while the slow request still runs
+    _wait_until(refused, what="connections refused")
+    assert not slow.done()
+    status, body, headers = slow.result(timeout=20)
+    assert (status, body) == (200, b"done after 2.0")
+    # the client is told not to reuse the connection (RFC 9112 section 9.6)
+    assert headers["Connection"] == "close"
+    assert server.wait() == 0
+
+
+def test_ctrl_c_on_the_process_group_drains_like_sigterm(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    # A terminal sends SIGINT to every process of the foreground group: the
+    # workers must not count the supervisor's SIGTERM as a second signal.
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    slow: Future[Any] = pool.submit(server.get, "/slow?seconds=1")
+    server.wait_marker("started-slow")
+    server.send_group(signal.SIGINT)
+    assert slow.result(timeout=20)[:2] == (200, b"done after 1.0")
+    assert server.wait() == 0
+
+
+def test_second_signal_to_the_supervisor_kills_at_once(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2", "--shutdown-timeout", "60")
+    server.wait_ready(workers=2)
+    pids = [p.pid for p in server.workers()]
+    slow: Future[Any] = pool.submit(server.get, "/slow?seconds=60")
+    server.wait_marker("started-slow")
+    server.send_group(signal.SIGINT)
+    _wait_until(lambda: "SIGINT: stopping" in server.log, what="first SIGINT handled")
+    server.send_group(signal.SIGINT)
+    assert server.wait() == 128 + signal.SIGINT
+    _gone(pids)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        slow.result(timeout=20)
+
+
+def test_worker_killed_with_sigkill_is_restarted(
+    served: Callable[..., Served],
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    victim = server.workers()[0]
+    survivor = server.workers()[1].pid
+    victim.kill()
+
+    def replaced() -> bool:
+        pids = {p.pid for p in server.workers()}
+        return len(pids) == 2 and victim.pid not in pids
+
+    _wait_until(replaced, what="a replacement worker")
+    (new_pid,) = {p.pid for p in server.workers()} - {survivor}
+    assert server.wait_marker("factory_calls", 3)[-1] == str(new_pid)
+    assert "was killed by SIGKILL; restarting" in server.log
+    # the port keeps serving, and the new worker takes its share
+    pids_seen = {server.get_json("/pid")["pid"]}
+    for _ in range(50):
+        if new_pid in pids_seen:
+            break
+        with ThreadPoolExecutor(1) as blocker:
+            blocked = blocker.submit(server.get, "/block?seconds=0.5")
+            time.sleep(0.1)
+            pids_seen.add(server.get_json("/pid")["pid"])
+            blocked.result()
+    assert new_pid in pids_seen
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_parent_killed_with_sigkill_leaves_no_orphan(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    pids = [p.pid for p in server.workers()]
+    server.proc.kill()
+    server.wait()
+    # PR_SET_PDEATHSIG (or the getppid check) makes each worker shut down
+    _gone(pids)
+
+
+def test_crash_loop_is_rate_limited(tmp_path: Path) -> None:
+    script = (
+        "import logging; from tornado_kit import serve; from tests._serve_app import crashing_app;"
+        "logging.basicConfig(level=logging.INFO);"
+        f"serve(crashing_app, port={free_port()}, address='127.0.0.1', processes=2, max_restarts=2)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "giving up" in result.stderr
+    # two workers plus at most two restarts, not a restart storm
+    calls = (tmp_path / "factory_calls").read_text().split()
+    assert 2 <= len(calls) <= 4
+
+
+# ---------------------------------------------------------------------------
+# one process (no fork)
+
+
+def _roundtrip(conn: http.client.HTTPConnection, path: str) -> bytes:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200
+    return response.read()
+
+
+def test_single_process_drains_and_does_not_wait_for_idle_keep_alive(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--shutdown-timeout", "60")
+    server.wait_ready()
+    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        assert json.loads(_roundtrip(idle, "/pid"))["pid"] == server.proc.pid
+        slow: Future[Any] = pool.submit(server.get, "/slow?seconds=1")
+        server.wait_marker("started-slow")
+        server.send(signal.SIGTERM)
+        assert slow.result(timeout=20)[:2] == (200, b"done after 1.0")
+        # shutdown_timeout is 60 s: exiting before the 30 s wait below shows
+        # that the idle keep-alive connection was closed, not waited for
+        assert server.wait(timeout=30) == 0
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            _roundtrip(idle, "/pid")
+    finally:
+        idle.close()
+
+
+def test_request_outliving_shutdown_timeout_is_cut(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--shutdown-timeout", "0.5")
+    server.wait_ready()
+    slow: Future[Any] = pool.submit(server.get, "/slow?seconds=60")
+    server.wait_marker("started-slow")
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        slow.result(timeout=20)
+    assert "1 request(s) still running after 0.5 s" in server.log
+
+
+def test_second_sigterm_in_single_process_exits_at_once(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--shutdown-timeout", "60")
+    server.wait_ready()
+    pool.submit(server.get, "/slow?seconds=60")
+    server.wait_marker("started-slow")
+    server.send(signal.SIGTERM)
+    _wait_until(lambda: "SIGTERM: shutting down" in server.log, what="first SIGTERM handled")
+    server.send(signal.SIGTERM)
+    assert server.wait() == 128 + signal.SIGTERM
+
+
+def test_async_factory_xheaders_and_uvloop(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:make_app_async", "--xheaders", "--loop", "uvloop")
+    server.wait_ready()
+    data = server.get_json("/pid", {"X-Real-IP": "203.0.113.9", "X-Scheme": "https"})
+    assert data["remote_ip"] == "203.0.113.9"
+    assert data["protocol"] == "https"
+    assert data["loop"].startswith("uvloop")
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_without_xheaders_proxy_headers_are_ignored(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:make_app")
+    server.wait_ready()
+    data = server.get_json("/pid", {"X-Real-IP": "203.0.113.9"})
+    assert data["remote_ip"] == "127.0.0.1"
+    assert data["loop"] == "asyncio.unix_events"
+    server.send(signal.SIGINT)
+    assert server.wait() == 0
+
+
+def test_reuse_port_workers_bind_their_own_sockets(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2", "--reuse-port")
+    server.wait_ready(workers=2)
+    # SO_REUSEPORT sockets are bound by the workers, not by the parent
+    _wait_until(
+        lambda: all(p.net_connections(kind="tcp") for p in server.workers()),
+        what="worker sockets",
+    )
+    assert not [c for c in server.parent.net_connections(kind="tcp") if c.status == "LISTEN"]
+    first = server.get_json("/pid")["pid"]
+    blocked: Future[Any] = pool.submit(server.get, "/block?seconds=3")
+    # the kernel hashes connections over the sockets: retry a few ports
+    _wait_until(lambda: server.get_json("/pid")["pid"] != first, what="the other worker")
+    blocked.result()
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+# ---------------------------------------------------------------------------
+# WebSocket and SSE during shutdown (behaviour from tornado_kit's mixins)
+
+
+async def test_sigterm_closes_open_websocket_with_1001(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:make_full_app", "--processes", "2")
+    await asyncio.to_thread(server.wait_ready, 2)
+    ws = await websocket_connect(f"ws://127.0.0.1:{server.port}/ws")
+    try:
+        assert json.loads(await ws.read_message() or "")["hello"] > 0
+        server.send(signal.SIGTERM)
+        while await asyncio.wait_for(ws.read_message(), 20) is not None:
+            pass
+        assert ws.close_code == 1001
+    finally:
+        ws.close()
+    assert await asyncio.to_thread(server.wait) == 0
+
+
+async def test_sigterm_ends_open_sse_stream_cleanly(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:make_full_app")
+    await asyncio.to_thread(server.wait_ready)
+    chunks: list[bytes] = []
+    client = AsyncHTTPClient(force_instance=True)
+    try:
+        fetch = asyncio.ensure_future(
+            client.fetch(
+                HTTPRequest(
+                    f"http://127.0.0.1:{server.port}/sse",
+                    streaming_callback=chunks.append,
+                    request_timeout=30,
+                )
+            )
+        )
+        while not server.marker("sse-open"):
+            await asyncio.sleep(0.05)
+        server.send(signal.SIGTERM)
+        response = await fetch  # raises if the stream was cut, not finished
+        assert response.code == 200
+        assert b"event: status\ndata: ready\n\n" in b"".join(chunks)
+    finally:
+        client.close()
+    assert await asyncio.to_thread(server.wait) == 0
+
+
+# ---------------------------------------------------------------------------
+# bad input and faults
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("no_such_module_xyz:make_app", "cannot import module 'no_such_module_xyz'"),
+        ("tests._serve_app:missing", "module 'tests._serve_app' has no attribute 'missing'"),
+        ("tests._serve_app", "expected module:factory"),
+        ("tests._serve_app:NOT_CALLABLE", "is a int, not a callable"),
+    ],
+)
+def test_bad_factory_path_is_a_usage_error(factory: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tornado_kit", "serve", factory, "--port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_factory_raising_is_reported_without_restart_storm(
+    served: Callable[..., Served], processes: str
+) -> None:
+    server = served("tests._serve_app:failing_app", "--processes", processes)
+    assert server.wait() == 1
+    assert "RuntimeError: database unreachable at startup" in server.log
+    assert len(server.marker("factory_calls")) <= int(processes)
+
+
+def test_factory_returning_something_else_is_reported(served: Callable[..., Served]) -> None:
+    server = served("tests._serve_app:not_an_app", "--processes", "2")
+    assert server.wait() == 1
+    assert "returned dict, not a tornado.web.Application" in server.log
+
+
+def test_port_in_use_is_reported(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tornado_kit",
+                "serve",
+                "tests._serve_app:make_app",
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--processes",
+                "2",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot bind port {port}" in result.stderr
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    for args in (["--port", "70000"], ["--port", "1", "--processes", "-1"], ["--port", "x"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "tornado_kit", "serve", "tests._serve_app:make_app", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, args
+        assert "usage: tornado-kit serve" in result.stderr
+
+
+def test_serve_rejects_bad_arguments_before_binding() -> None:
+    def factory() -> Any:
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match="processes must be >= 0"):
+        serve(factory, port=0, processes=-1)
+    with pytest.raises(ValueError, match="loop must be"):
+        serve(factory, port=0, loop="trio")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shutdown_timeout"):
+        serve(factory, port=0, shutdown_timeout=-1)
+    with pytest.raises(ValueError, match="bind different ports"):
+        serve(factory, port=0, processes=2, reuse_port=True)
+
+
+async def test_serve_refuses_to_run_inside_an_event_loop() -> None:
+    with pytest.raises(RuntimeError, match="without a running event loop"):
+        serve(lambda: None, port=0)  # type: ignore[arg-type,return-value]
