@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import re
-import socket
-import threading
 import time
 from collections.abc import Awaitable, Iterator
 from typing import Any
@@ -25,10 +24,13 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import (
+    JSONErrorMixin,
     JWTVerifier,
     SignedTokenVerifier,
     StaticTokenVerifier,
+    TimingMixin,
     TokenAuthMixin,
     allow_anonymous,
     require_scopes,
@@ -649,6 +651,84 @@ async def test_every_mixin_order_runs_every_prepare(http_client, bases):
         assert challenge(refused) == INVALID_TOKEN
 
 
+# -- with JSONErrorMixin and TimingMixin: problem+json bodies ---------------
+
+
+def _full_stack(*bases: type) -> tuple[type, type]:
+    @require_scopes("read")
+    def get(self: Any) -> None:
+        self.write({"sub": self.current_user["sub"]})
+
+    class CrashVerifier:
+        def verify(self, token: str) -> None:
+            raise RuntimeError("verifier outage internal-detail-43")
+
+    def crash(self: Any) -> None:  # pragma: no cover - never reached
+        self.write("unreachable")
+
+    attrs = {"get": get}
+    ok = type("Stack", (*bases, RequestHandler), attrs)
+    crashing = type("CrashStack", (*bases, RequestHandler), {"get": crash})
+    crashing.token_verifier = CrashVerifier()  # type: ignore[attr-defined]
+    return ok, crashing
+
+
+STACK_ORDERS = list(itertools.permutations([TokenAuthMixin, JSONErrorMixin, TimingMixin]))
+
+
+@pytest.mark.parametrize("bases", STACK_ORDERS, ids=lambda b: "-".join(c.__name__ for c in b))
+async def test_errors_are_problem_json_in_every_order(http_client, caplog, bases):
+    caplog.set_level(logging.INFO)
+    ok, crashing = _full_stack(*bases)
+    app = Application(
+        [("/s", ok), ("/crash", crashing)], token_verifier=StaticTokenVerifier(TOKENS)
+    )
+    cases = [
+        ({}, 401, CHALLENGE, None),
+        ({"Authorization": "Bearer nope"}, 401, INVALID_TOKEN, "invalid_token"),
+        ({"Authorization": "Bearer a b"}, 400, INVALID_REQUEST, "invalid_request"),
+        (
+            {"Authorization": "Bearer bob-token", "X-Request-ID": "req-1"},
+            200,
+            None,
+            None,
+        ),
+    ]
+    async with _serve(app) as url:
+        for headers, status, expected_challenge, error in cases:
+            response = await fetch(http_client, url + "/s", headers=headers)
+            assert response.code == status
+            assert challenge(response) == expected_challenge
+            assert response.headers.get("X-Request-ID")
+            if status == 200:
+                continue
+            assert response.headers["Content-Type"].startswith("application/problem+json")
+            problem = json.loads(response.body)
+            assert problem["status"] == status
+            assert problem["instance"] == "/s"
+            assert problem["request_id"] == response.headers["X-Request-ID"]
+            assert problem.get("error") == error
+            assert "detail" in problem
+
+        # 403: the problem names the missing scope.
+        no_scope = StaticTokenVerifier({"t": {"sub": "eve", "scopes": []}})
+        app.settings["token_verifier"] = no_scope
+        response = await fetch(http_client, url + "/s", "t")
+        assert response.code == 403
+        problem = json.loads(response.body)
+        assert problem["error"] == "insufficient_scope"
+        assert problem["scope"] == "read"
+
+        # A crashing verifier: 500 problem, nothing from the exception, token redacted.
+        crash = await fetch(http_client, url + "/crash?access_token=crash-secret-token")
+        assert crash.code == 500
+        problem = json.loads(crash.body)
+        assert problem["detail"] == "internal server error"
+        assert b"internal-detail-43" not in crash.body
+        assert "crash-secret-token" not in caplog.text
+        assert "internal-detail-43" in caplog.text  # logged, with its traceback
+
+
 # -- log redaction -----------------------------------------------------------
 
 
@@ -921,57 +1001,6 @@ async def test_jwt_through_the_server(http_client):
 # -- property tests over raw sockets ----------------------------------------
 
 
-class ThreadedServer:
-    """The app on a real HTTPServer in a thread, for sync hypothesis tests."""
-
-    def __init__(self, app: Application) -> None:
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        sock, self.port = bind_unused_port()
-        self.server = HTTPServer(self.app)
-        self.server.add_sockets([sock])
-        self.loop.call_soon(self.ready.set)
-        self.loop.run_forever()
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self.server.stop()
-            await self.server.close_all_connections()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    def raw_request(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Send raw request bytes; return (status, headers, body)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as conn:
-            conn.sendall(request)
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-        raw = b"".join(chunks)
-        head, _, body = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return status, headers, body
-
-
 @pytest.fixture(scope="module")
 def threaded() -> Iterator[ThreadedServer]:
     with ThreadedServer(Application(ROUTES, token_verifier=StaticTokenVerifier(TOKENS))) as srv:
@@ -1021,13 +1050,9 @@ header_values = (
 )
 @given(value=header_values)
 def test_any_authorization_header_never_gives_500(threaded: ThreadedServer, value: bytes) -> None:
-    request = (
-        b"GET /protected HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: "
-        + value
-        + b"\r\n\r\n"
-    )
     with collected_logs() as logs:
-        status, headers, body = threaded.raw_request(request)
+        response = threaded.raw(raw_get("/protected", b"Authorization: " + value + b"\r\n"))
+    status, headers, body = response.status, response.headers, response.body
     assert status in {400, 401}, (status, value)
     if status == 401:
         assert headers["www-authenticate"] in (CHALLENGE, INVALID_TOKEN)
@@ -1048,11 +1073,9 @@ def test_any_query_token_never_gives_500_nor_echoes_or_logs(
     threaded: ThreadedServer, token: str
 ) -> None:
     encoded = quote(token.encode("utf-8", "surrogatepass"), safe="")
-    request = (
-        f"GET /anon?access_token={encoded} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    ).encode("ascii")
     with collected_logs() as logs:
-        status, headers, body = threaded.raw_request(request)
+        response = threaded.raw(raw_get(f"/anon?access_token={encoded}"))
+    status, headers, body = response.status, response.headers, response.body
     assert status in {400, 401}, (status, token)
     assert token.encode("utf-8", "surrogatepass") not in body
     assert encoded.encode() not in body
