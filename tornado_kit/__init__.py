@@ -28,6 +28,7 @@ from tornado_kit.broker import Broker, LocalBroker
 from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
 from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
 from tornado_kit.server import serve
+from tornado_kit.sse import EventLog, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit.timing import TimingMixin
 
 __version__ = "0.1.0"
@@ -35,13 +36,17 @@ __version__ = "0.1.0"
 __all__ = [
     "APIError",
     "Broker",
+    "EventLog",
     "JSONBodyMixin",
     "JSONErrorMixin",
     "JWTVerifier",
     "LocalBroker",
+    "MemoryEventLog",
     "MetricsHandler",
     "NotFoundHandler",
     "PrometheusMetrics",
+    "SSEMixin",
+    "ServerSentEvent",
     "SignedTokenVerifier",
     "StaticTokenVerifier",
     "TimingMixin",

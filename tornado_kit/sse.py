@@ -20,19 +20,37 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from tornado.concurrent import Future
+from tornado.ioloop import PeriodicCallback
+from tornado.iostream import StreamClosedError
+from tornado.web import GZipContentEncoding, RequestHandler
+
 from tornado_kit import _json
+from tornado_kit._access import add_access_field
+from tornado_kit._lifecycle import PHASE_CONNECTIONS, state_for
+from tornado_kit._settings import resolve
+from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, SubscriptionClosed, broker_for
 
 __all__ = [
     "EventLog",
     "EventLogGap",
+    "MemoryEventLog",
+    "SSEMixin",
     "ServerSentEvent",
     "decode_broker_message",
     "encode_broker_message",
 ]
+
+_log = logging.getLogger("tornado_kit.sse")
 
 # WHATWG 9.2.5: "Lines must be separated by either a U+000D CARRIAGE RETURN
 # U+000A LINE FEED (CRLF) character pair, a single U+000A LINE FEED (LF)
@@ -247,3 +265,554 @@ def decode_broker_message(message: str) -> ServerSentEvent:
         )
     except TypeError as exc:
         raise ValueError(f"invalid SSE broker message: {exc}") from None
+
+
+def _wire(message: str) -> tuple[bytes, str | None]:
+    """Wire bytes and id of a broker message (plain text becomes the event data)."""
+    try:
+        event = decode_broker_message(message)
+    except ValueError:
+        event = ServerSentEvent(message)
+    return event.encode(), event.id
+
+
+class _TopicLog:
+    __slots__ = ("events", "floor")
+
+    def __init__(self, floor: int) -> None:
+        self.events: deque[tuple[int, ServerSentEvent]] = deque()
+        # Every event of the topic with an id <= floor is gone (or predates the log).
+        self.floor = floor
+
+
+class MemoryEventLog:
+    """An in-process :class:`EventLog` keeping the last *maxlen* events of each topic.
+
+    Ids are decimal integers, increasing across topics. The first id is above
+    the wall clock in microseconds when the log was created, so an id handed
+    out by a previous run of the process (before a restart) is recognised as
+    older than the log (``EventLogGap("expired")``) instead of being confused
+    with a current one.
+
+    :param broker: where :meth:`append` publishes; ``SSEMixin.stream_topic``
+        subscribes on the same broker. ``None`` creates a private
+        :class:`~tornado_kit.LocalBroker` (fine for one process; pass the
+        application's ``broker`` setting to share it with other publishers).
+    :param maxlen: events kept per topic.
+
+    The log lives in one process: behind a load balancer use
+    :class:`~tornado_kit.RedisEventLog`.
+
+    Example::
+
+        broker = LocalBroker()
+        log = MemoryEventLog(broker, maxlen=500)
+        app = Application(routes, broker=broker)
+        ...
+        await log.append("news", {"title": "hello"}, event="story")
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, broker: Any = None, maxlen: int = 1000) -> None:
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+            raise ValueError(f"maxlen must be a positive integer, not {maxlen!r}")
+        self._broker = broker if broker is not None else LocalBroker()
+        self.maxlen = maxlen
+        self._base = time.time_ns() // 1000
+        self._last = self._base
+        self._topics: dict[str, _TopicLog] = {}
+
+    @property
+    def broker(self) -> Any:
+        """The broker on which :meth:`append` publishes."""
+        return self._broker
+
+    async def append(self, topic: str, data: Any, *, event: str | None = None) -> ServerSentEvent:
+        """Store an event under a fresh id, publish it on the broker and return it.
+
+        ``data`` that is not a ``str`` is JSON-encoded. An invalid ``event``
+        raises :class:`ValueError` before anything is stored or published.
+        """
+        text = data if isinstance(data, str) else _json.dumps_str(data)
+        number = self._last + 1
+        stored = ServerSentEvent(text, event=event, id=str(number))  # validates
+        self._last = number
+        log = self._topics.get(topic)
+        if log is None:
+            log = self._topics[topic] = _TopicLog(self._base)
+        if len(log.events) >= self.maxlen:
+            dropped, _ = log.events.popleft()
+            log.floor = dropped
+        log.events.append((number, stored))
+        await self._broker.publish(topic, encode_broker_message(stored))
+        return stored
+
+    async def since(self, topic: str, last_id: str) -> list[ServerSentEvent]:
+        """Return the events of *topic* after *last_id*, oldest first.
+
+        :raises EventLogGap: ``"malformed"`` when *last_id* is not a decimal
+            id, ``"unknown"`` when it is newer than every id issued,
+            ``"expired"`` when events after it were already dropped (or it
+            predates this log).
+        """
+        log = self._topics.get(topic)
+        retained = log.events if log is not None else deque()
+        if not (0 < len(last_id) <= 30 and last_id.isascii() and last_id.isdigit()):
+            raise EventLogGap("malformed", [e for _, e in retained], last_id)
+        number = int(last_id)
+        if number > self._last:
+            raise EventLogGap("unknown", [e for _, e in retained], last_id)
+        floor = log.floor if log is not None else self._base
+        if number < floor:
+            raise EventLogGap("expired", [e for _, e in retained], last_id)
+        after: list[ServerSentEvent] = []
+        for n, e in reversed(retained):
+            if n <= number:
+                break
+            after.append(e)
+        after.reverse()
+        return after
+
+    def __repr__(self) -> str:
+        return f"<MemoryEventLog topics={len(self._topics)} maxlen={self.maxlen}>"
+
+
+# -- the per-application registry of open streams --------------------------
+
+_RESOURCE_KEY = "tornado_kit.sse"
+_KEEPALIVE = b": keepalive\n\n"
+_WIRE_CACHE_SIZE = 256
+
+
+class _Stream:
+    """Per-stream state, kept off the handler's ``__dict__``."""
+
+    __slots__ = (
+        "ending",
+        "events",
+        "flushing",
+        "gone",
+        "group",
+        "in_topic",
+        "last_write",
+        "reason",
+        "registered",
+        "sub",
+    )
+
+    def __init__(self, group: _KeepaliveGroup) -> None:
+        self.group = group
+        self.sub: Any = None  # the Subscription while stream_topic() runs
+        self.in_topic = False
+        self.flushing = False  # send coroutine is awaiting flush()
+        self.gone = False  # the client closed the connection
+        self.ending: str | None = None  # why the server is ending the stream
+        self.reason = "done"
+        self.events = 0
+        self.last_write = time.monotonic()
+        self.registered = False
+
+
+class _KeepaliveGroup:
+    """Every open stream with one keepalive interval, driven by ONE timer.
+
+    The timer ticks every ``interval / 2``; a stream that wrote nothing for
+    ``0.75 * interval`` gets a comment, so an idle stream gets one every
+    ``interval`` and never stays silent much longer than that. The same sweep
+    disconnects a stream whose subscription was closed (overflow, shutdown)
+    while its writes are stuck behind a client that stopped reading.
+    """
+
+    def __init__(self, registry: _Registry, interval: float) -> None:
+        self.registry = registry
+        self.interval = interval
+        self.streams: set[SSEMixin] = set()
+        self.timer = PeriodicCallback(self.tick, interval * 500.0)
+
+    def add(self, handler: SSEMixin) -> None:
+        self.streams.add(handler)
+        if not self.timer.is_running():
+            self.timer.start()
+
+    def discard(self, handler: SSEMixin) -> None:
+        self.streams.discard(handler)
+        if not self.streams:
+            self.timer.stop()
+            self.registry.groups.pop(self.interval, None)
+
+    def tick(self) -> None:
+        threshold = time.monotonic() - self.interval * 0.75
+        for handler in tuple(self.streams):
+            try:
+                handler._tk_sse_sweep(threshold)
+            except Exception:  # never let one stream stop the timer
+                _log.exception("SSE keepalive failed for %r", handler)
+
+
+class _Registry:
+    """Open SSE streams of one application (in ``state_for(app).resources``)."""
+
+    def __init__(self) -> None:
+        self.streams: set[SSEMixin] = set()
+        self.groups: dict[float, _KeepaliveGroup] = {}
+        # Broker message -> (wire bytes, id): a fan-out encodes each message
+        # once, not once per stream. LocalBroker hands every subscriber the
+        # same str object, so a lookup is a pointer comparison.
+        self.wire_cache: dict[str, tuple[bytes, str | None]] = {}
+        self._drained: asyncio.Future[None] | None = None
+
+    def group(self, interval: float) -> _KeepaliveGroup:
+        group = self.groups.get(interval)
+        if group is None:
+            group = self.groups[interval] = _KeepaliveGroup(self, interval)
+        return group
+
+    def wire(self, message: str) -> tuple[bytes, str | None]:
+        hit = self.wire_cache.get(message)
+        if hit is None:
+            hit = _wire(message)
+            if len(self.wire_cache) >= _WIRE_CACHE_SIZE:
+                self.wire_cache.clear()
+            self.wire_cache[message] = hit
+        return hit
+
+    def discard(self, handler: SSEMixin) -> None:
+        self.streams.discard(handler)
+        if not self.streams and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def shutdown(self) -> None:
+        """End every open stream, then wait until each has finished (PHASE_CONNECTIONS)."""
+        for handler in tuple(self.streams):
+            try:
+                handler._tk_sse_end("shutdown")
+            except Exception:
+                _log.exception("could not end SSE stream %r", handler)
+        if self.streams:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+        for group in tuple(self.groups.values()):
+            group.timer.stop()
+
+
+def _registry_for(handler: RequestHandler) -> _Registry:
+    state = state_for(handler.application)
+    registry: _Registry | None = state.resources.get(_RESOURCE_KEY)
+    if registry is None:
+        registry = state.resources[_RESOURCE_KEY] = _Registry()
+        state.on_shutdown(registry.shutdown, PHASE_CONNECTIONS)
+    return registry
+
+
+# -- the mixin ---------------------------------------------------------------
+
+
+class SSEMixin(RequestHandler):
+    """Serve a ``text/event-stream`` response (WHATWG server-sent events).
+
+    Send events one by one with :meth:`send_event`, or follow a broker topic
+    (with replay from an :class:`EventLog`) with :meth:`stream_topic`::
+
+        class FeedHandler(SSEMixin, RequestHandler):
+            async def get(self) -> None:
+                await self.stream_topic("news", log=self.settings["event_log"])
+
+        class ClockHandler(SSEMixin, RequestHandler):
+            async def get(self) -> None:
+                try:
+                    while True:
+                        await self.send_event(time.ctime(), event="tick")
+                        await asyncio.sleep(1)
+                except StreamClosedError:
+                    return  # the client left (or the server is shutting down)
+
+    The response carries ``Content-Type: text/event-stream; charset=utf-8``,
+    ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` (nginx must not
+    buffer it) and is never compressed. Headers go out with the first event
+    (or, for :meth:`stream_topic`, as soon as the subscription is active),
+    so an error raised before that still gets a normal error response.
+
+    While the stream is open it is registered with the application: one timer
+    per application and interval writes a ``: keepalive`` comment to every
+    stream idle for ``sse_keepalive_interval`` seconds (class attribute or
+    setting, default 15), and server shutdown ends every stream cleanly (the
+    chunked response is terminated). When ``TimingMixin`` is mixed in, the
+    access record is written when the stream ends, with the extra fields
+    ``sse_events`` (events sent) and ``sse_end`` (``"done"``, ``"client"``,
+    ``"overflow"``, ``"shutdown"`` or ``"closed"``).
+
+    .. versionadded:: 0.1
+    """
+
+    #: Seconds of silence after which a ``: keepalive`` comment is sent (default 15).
+    sse_keepalive_interval: float | None = None
+    #: Bound of the per-stream subscription queue in :meth:`stream_topic`
+    #: (default 1000 messages); a stream that falls further behind is ended.
+    sse_queue_size: int | None = None
+
+    _tk_sse: _Stream | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id the client saw last: ``Last-Event-ID`` header, else ``lastEventId`` argument.
+
+        ``None`` when neither is present or the value is empty. ``EventSource``
+        sends the header when it reconnects (WHATWG 9.2.3); the query argument
+        is for clients that cannot set headers on their first connection.
+        """
+        value = self.request.headers.get("Last-Event-ID")
+        if value is None:
+            value = self.get_query_argument("lastEventId", None, strip=False)
+        elif not value.isascii():
+            # HTTP headers reach Tornado as latin-1; EventSource sends UTF-8.
+            with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+                value = value.encode("latin-1").decode("utf-8")
+        return value or None
+
+    async def send_event(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> None:
+        """Send one event and flush it.
+
+        A ``str`` *data* is split on CR, LF and CRLF into ``data:`` lines;
+        anything else is JSON-encoded. *event* sets the event type, *id* the
+        id the client sends back as ``Last-Event-ID``, *retry* the client's
+        reconnection delay in milliseconds. The first call sends the headers.
+
+        Raises :class:`ValueError` (and writes nothing) for CR or LF in
+        *event* or *id*, NUL in *id*, or a *retry* that is not a non-negative
+        ``int``; :class:`TypeError` for *data* JSON cannot encode.
+        Raises :class:`tornado.iostream.StreamClosedError` once the client is
+        gone or the server ended the stream (shutdown): stop sending then.
+
+        Example::
+
+            await self.send_event({"price": 12.5}, event="quote", id="1042")
+        """
+        text = data if isinstance(data, str) else _json.dumps_str(data)
+        chunk = ServerSentEvent(text, event=event, id=id, retry=retry).encode()
+        await self._tk_sse_send(chunk)
+
+    async def stream_topic(self, topic: str, log: EventLog | None = None) -> None:
+        """Send every event published on broker *topic* until the stream ends.
+
+        The subscription is made on ``log.broker`` when *log* is given, else
+        on the application's broker (``broker`` setting, or the default
+        :class:`~tornado_kit.LocalBroker`). Messages published by an
+        :class:`EventLog` keep their id and type; plain text published with
+        ``broker.publish()`` is sent as data.
+
+        With *log* and a :attr:`last_event_id`, the events after that id are
+        replayed first. The hand-over has no gap and no duplicate: the
+        subscription is made *before* the log is read, and live events whose
+        id was replayed are skipped. When the log cannot resume from the id
+        (:class:`EventLogGap`: garbage, unknown, or older than the log's
+        retention) the stream starts with a ``reset`` event, whose data is
+        JSON ``{"reason": "malformed" | "unknown" | "expired",
+        "last_event_id": "..."}``, followed by every event the log still
+        holds; a client should drop what it derived from earlier events.
+
+        Returns when the stream has ended, with the response finished: the
+        client left, the server shut down, the broker closed, or the client
+        fell more than ``sse_queue_size`` messages behind (its stream is
+        ended, or disconnected if its writes are stuck, and ``EventSource``
+        reconnects and resumes from the log). The subscription is closed
+        whichever way it ends.
+        """
+        stream = self._tk_sse if self._tk_sse is not None else self._tk_sse_begin()
+        if stream.in_topic:
+            raise RuntimeError("stream_topic() is already running for this request")
+        if stream.gone or self._finished:
+            return
+        stream.in_topic = True
+        registry = _registry_for(self)
+        broker = log.broker if log is not None else broker_for(self.application)
+        maxsize = resolve(self, "sse_queue_size", DEFAULT_MAXSIZE)
+        sub = await broker.subscribe(topic, maxsize=maxsize)
+        stream.sub = sub
+        try:
+            if stream.gone or stream.ending:
+                return
+            await self._tk_sse_send(b"")  # headers: EventSource fires "open"
+            replayed: set[str] | None = None
+            last_id = self.last_event_id
+            if log is not None and last_id is not None:
+                replayed = await self._tk_sse_replay(log, topic, last_id)
+            while True:
+                message = sub.get_nowait()
+                if message is None:
+                    try:
+                        message = await sub.get()
+                    except SubscriptionClosed:
+                        break
+                chunk, event_id = registry.wire(message)
+                if replayed and event_id in replayed:
+                    continue
+                await self._tk_sse_send(chunk)
+        except StreamClosedError:
+            stream.gone = True
+        finally:
+            stream.sub = None
+            stream.in_topic = False
+            sub.close()
+        if stream.gone:
+            stream.reason = "client"
+        elif sub.overflowed:
+            stream.reason = "overflow"
+            _log.warning(
+                "SSE client of %r fell %d messages behind; ending its stream", topic, maxsize
+            )
+        elif stream.ending:
+            stream.reason = stream.ending
+        else:
+            stream.reason = "closed"  # the broker closed the subscription
+        if not self._finished and not stream.gone:
+            self.finish()
+
+    # -- hooks ----------------------------------------------------------------
+
+    def on_connection_close(self) -> None:
+        """Close the subscription and unregister at once when the client leaves.
+
+        Runs when Tornado notices the closed connection (a proxy may keep it
+        open for a while after the browser left). The access record, if
+        ``TimingMixin`` is mixed in, is written now.
+        """
+        stream = self._tk_sse
+        if stream is not None:
+            stream.gone = True
+            stream.reason = "client"
+            if stream.sub is not None:
+                stream.sub.close()
+            self._tk_sse_unregister()
+            log_access = getattr(self, "_tk_log_access", None)
+            if log_access is not None:
+                log_access()
+        super().on_connection_close()
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Unregister the stream (and record ``sse_events``/``sse_end``), then finish."""
+        if self._tk_sse is not None:
+            self._tk_sse_unregister()
+        return super().finish(chunk)
+
+    # -- internals ------------------------------------------------------------
+
+    def _tk_sse_begin(self) -> _Stream:
+        """Set the stream headers and register the stream (no I/O)."""
+        interval = float(resolve(self, "sse_keepalive_interval", 15.0))
+        if not interval > 0:
+            raise ValueError(f"sse_keepalive_interval must be positive, not {interval!r}")
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        # Compression would buffer events (and text/event-stream is not
+        # compressible anyway); drop Tornado's gzip transform for this response.
+        self._transforms = [t for t in self._transforms if not isinstance(t, GZipContentEncoding)]
+        registry = _registry_for(self)
+        group = registry.group(interval)
+        stream = self._tk_sse = _Stream(group)
+        stream.registered = True
+        registry.streams.add(self)
+        group.add(self)
+        state = state_for(self.application)
+        state.connections.add(self)
+        if state.shutting_down:
+            stream.ending = "shutdown"
+        return stream
+
+    def _tk_sse_unregister(self) -> None:
+        stream = self._tk_sse
+        if stream is None or not stream.registered:
+            return
+        stream.registered = False
+        add_access_field(self, "sse_events", stream.events)
+        add_access_field(self, "sse_end", stream.reason)
+        stream.group.discard(self)
+        stream.group.registry.discard(self)
+        state_for(self.application).connections.discard(self)
+
+    async def _tk_sse_send(self, chunk: bytes) -> None:
+        stream = self._tk_sse
+        if stream is None:
+            stream = self._tk_sse_begin()
+        if stream.gone or self._finished:
+            raise StreamClosedError()
+        if chunk:
+            self.write(chunk)
+            stream.events += 1
+        stream.last_write = time.monotonic()
+        stream.flushing = True
+        try:
+            await self.flush()
+        finally:
+            stream.flushing = False
+        if stream.ending and not stream.in_topic and not self._finished:
+            # Shutdown arrived while this event was being flushed.
+            stream.reason = stream.ending
+            self.finish()
+
+    async def _tk_sse_replay(self, log: EventLog, topic: str, last_id: str) -> set[str]:
+        try:
+            events = await log.since(topic, last_id)
+        except EventLogGap as gap:
+            _log.info("SSE resume of %r from %r impossible (%s): reset", topic, last_id, gap.reason)
+            events = gap.events
+            notice = {"reason": gap.reason, "last_event_id": last_id}
+            await self._tk_sse_send(ServerSentEvent(_json.dumps_str(notice), "reset").encode())
+        for event in events:
+            await self._tk_sse_send(event.encode())
+        return {event.id for event in events if event.id is not None}
+
+    def _tk_sse_iostream(self) -> Any:
+        return getattr(self.request.connection, "stream", None)
+
+    def _tk_sse_sweep(self, threshold: float) -> None:
+        """Keepalive timer tick for this stream (see :class:`_KeepaliveGroup`)."""
+        stream = self._tk_sse
+        iostream = self._tk_sse_iostream()
+        if stream is None or self._finished or iostream is None or iostream.closed():
+            return
+        if stream.flushing or iostream.writing():
+            # Bytes are still queued for the client, so it is not idle. If the
+            # stream should end (overflow, shutdown) it cannot end cleanly
+            # behind a client that stopped reading: disconnect it.
+            if (stream.sub is not None and stream.sub.closed) or stream.ending:
+                iostream.close()
+            return
+        if stream.last_write <= threshold:
+            stream.last_write = time.monotonic()
+            self.write(_KEEPALIVE)
+            # Not awaited: a closed stream resolves the future with an
+            # exception Tornado marks as retrieved.
+            self.flush()
+
+    def _tk_sse_end(self, reason: str) -> None:
+        """End the stream from outside its coroutine (server shutdown)."""
+        stream = self._tk_sse
+        if stream is None or stream.gone or self._finished:
+            return
+        stream.ending = reason
+        iostream = self._tk_sse_iostream()
+        if iostream is not None and iostream.writing():
+            iostream.close()  # stuck behind a slow client: on_connection_close follows
+            return
+        if stream.in_topic:
+            if stream.sub is not None:
+                stream.sub.close()  # stream_topic() wakes up and finishes
+            return
+        if not stream.flushing:
+            stream.reason = reason
+            self.finish()
+        # else: _tk_sse_send() finishes the response when its flush returns.

@@ -26,6 +26,10 @@ pytest-asyncio, which the plugin uses):
     connection is closed.
 ``http_client``
     A private :class:`~tornado.httpclient.AsyncHTTPClient`, closed at teardown.
+``sse``
+    ``await sse("/path", count=2, timeout=5, headers=...)`` reads the first
+    events of a server-sent event stream of the test server (see
+    :func:`tornado_kit.testing.read_sse`) and closes the connection.
 """
 
 from __future__ import annotations
@@ -41,12 +45,16 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 
 from tornado_kit._lifecycle import shutdown
+from tornado_kit.testing._sse import parse_sse, read_sse, sse_fixture
 
 __all__ = [
     "app",
     "base_url",
     "http_client",
     "http_server_options",
+    "parse_sse",
+    "read_sse",
+    "sse_fixture",
 ]
 
 
