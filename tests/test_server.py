@@ -97,10 +97,19 @@ class Served:
 
     def wait_ready(self, workers: int = 0) -> None:
         """Port accepting, and (with workers) that many apps built."""
-        wait_for_port(self.port, timeout=20)
-        if workers:
-            self.wait_marker("factory_calls", workers)
-            _wait_until(lambda: len(self.workers()) == workers, what=f"{workers} workers")
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log}")
+            if not workers:
+                try:
+                    wait_for_port(self.port, timeout=0.1)
+                except TimeoutError:
+                    return False
+                return True
+            return len(self.marker("factory_calls")) >= workers and len(self.workers()) == workers
+
+        _wait_until(ready, what=f"the server ({workers} workers)")
 
     def get(
         self, path: str, headers: dict[str, str] | None = None, timeout: float = 20
