@@ -10,6 +10,7 @@ Exception tree::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Mapping
@@ -212,6 +213,11 @@ class JSONErrorMixin(RequestHandler):
                     self.request.path,
                     exc_info=True,
                 )
+                exception = kwargs.get("exc_info", (None, None, None))[1]
+                if isinstance(exception, APIError) and not self._finished:
+                    # A challenge (WWW-Authenticate) must still reach the client.
+                    with contextlib.suppress(Exception):
+                        exception.apply_headers(self)
                 self._write_fallback(status_code)
         if not self._finished:
             self.finish()
