@@ -8,9 +8,13 @@ import inspect
 import itertools
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +28,7 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from tests._servers import free_port, wait_for_port
 from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import (
     JSONErrorMixin,
@@ -1103,3 +1108,74 @@ class _serve:
     async def __aexit__(self, *exc: object) -> None:
         self.server.stop()
         await self.server.close_all_connections()
+
+
+# -- docs page and example ---------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_docs_snippet_prints_what_the_page_says() -> None:
+    page = (ROOT / "docs" / "auth.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", page, re.S)[0]
+    expected = re.findall(r"```text\n(.*?)```", page, re.S)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
+
+
+EXAMPLE_SECRET = "example-secret-for-the-test-run"
+
+
+@pytest.fixture
+def example_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "01_token_auth.py"), "--port", str(port)],
+        env={**os.environ, "TOKEN_SECRET": EXAMPLE_SECRET},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert b"reader-query-secret" not in stderr
+
+
+async def test_example_01_runs_on_its_own(example_url, http_client):
+    signer = SignedTokenVerifier(EXAMPLE_SECRET, max_age=3600)
+    reader = signer.issue({"sub": "reader", "scope": "read"})
+    admin = signer.issue({"sub": "admin", "scope": "read admin"})
+
+    hello = await fetch(http_client, example_url + "/hello")
+    assert json.loads(hello.body) == {"hello": "stranger"}
+    missing = await fetch(http_client, example_url + "/me")
+    assert missing.code == 401
+    assert challenge(missing) == 'Bearer realm="example"'
+    assert missing.headers["Content-Type"].startswith("application/problem+json")
+    me = await fetch(http_client, example_url + "/me", reader)
+    assert json.loads(me.body) == {"sub": "reader", "scope": "read"}
+    assert (await fetch(http_client, example_url + "/admin", reader)).code == 403
+    assert (await fetch(http_client, example_url + "/admin", admin)).code == 200
+
+    conn = await websocket_connect(ws_url(example_url, f"/echo?access_token={reader}"))
+    try:
+        assert await conn.read_message() == "hello reader"
+        await conn.write_message("ping")
+        assert await conn.read_message() == "ping"
+    finally:
+        conn.close()
+    with pytest.raises(HTTPClientError) as info:
+        await websocket_connect(ws_url(example_url, "/echo?access_token=reader-query-secret"))
+    assert info.value.code == 401
