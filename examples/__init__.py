@@ -1,0 +1,1 @@
+"""Runnable examples of tornado-kit: numbered small ones and the full reference app."""
