@@ -39,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--processes", type=int, default=1, help="worker processes; 0 = one per CPU (default 1)"
     )
     parser.add_argument("--redis-url", default=None, help="e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument("--db", default="reference_app.db", help="SQLite file (WAL mode)")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("REFERENCE_APP_DB", "reference_app.db"),
+        help="SQLite file, WAL mode (env REFERENCE_APP_DB; default ./reference_app.db)",
+    )
     parser.add_argument(
         "--allowed-origin",
         action="append",
