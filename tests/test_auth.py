@@ -478,6 +478,18 @@ def test_decorators_keep_sync_async_and_signature() -> None:
     assert H.get.__name__ == "get"
 
 
+@pytest.mark.parametrize(
+    "user",
+    [{"sub": "x", "scopes": 5}, {"sub": "x"}, {"sub": "x", "scope": None}, "not-a-mapping"],
+    ids=["scopes-not-a-list", "no-scopes", "scope-none", "non-mapping-user"],
+)
+async def test_users_without_usable_scopes_get_403(http_client, user):
+    async with _serve(Application(ROUTES, token_verifier=lambda token: user)) as url:
+        response = await fetch(http_client, url + "/scoped", "any-token", method="PUT", body=b"")
+        assert response.code == 403
+        assert 'error="insufficient_scope", scope="read"' in (challenge(response) or "")
+
+
 @pytest.mark.parametrize("bad", ["", "a b", 'q"uote', "back\\slash", "tab\t", "é"])
 def test_require_scopes_refuses_invalid_scope_tokens(bad: str) -> None:
     with pytest.raises(ValueError, match="scope"):
@@ -885,6 +897,7 @@ def test_signed_token_rejects_signed_but_odd_payloads() -> None:
     ):
         assert signer.verify(sign(raw)) is None, raw
     assert signer.verify(sign(json.dumps({"iat": now, "exp": now + 10}).encode())) is not None
+    assert signer.verify(signer.issue({"pad": "x" * 9000})) is None  # over MAX_LENGTH
 
 
 def test_signed_verifier_argument_checks() -> None:
@@ -989,6 +1002,9 @@ def test_jwt_refuses_unsigned_and_other_algorithms() -> None:
         JWTVerifier(JWT_KEY, algorithms="HS256")
     with pytest.raises(ValueError, match="algorithms"):
         JWTVerifier(JWT_KEY, algorithms=[])
+    verifier = JWTVerifier(JWT_KEY, algorithms=["HS256"])
+    assert verifier.verify(None) is None  # type: ignore[arg-type]
+    assert JWT_KEY not in repr(verifier)
 
 
 async def test_jwt_through_the_server(http_client):
