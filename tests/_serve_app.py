@@ -16,6 +16,8 @@ from pathlib import Path
 from tornado.ioloop import IOLoop
 from tornado.web import Application, RequestHandler
 
+from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+
 NOT_CALLABLE = 42
 
 
@@ -68,8 +70,19 @@ def _routes() -> list[tuple[str, type[RequestHandler]]]:
 
 
 def make_app() -> Application:
-    """Plain HTTP app: /pid, /slow and /block."""
-    return Application(_routes(), factory_pid=_record_factory_call())
+    """Plain HTTP app: /pid, /slow and /block.
+
+    It registers a resource-phase shutdown callback (like a broker or an
+    executor would) that leaves a marker, to show that serve() ran it.
+    """
+    app = Application(_routes(), factory_pid=_record_factory_call())
+    state_for(app).on_shutdown(lambda: _mark("released", str(os.getpid())), PHASE_RESOURCES)
+    return app
+
+
+def on_shutdown(app: Application) -> None:
+    """serve(on_shutdown=...) hook: record that it ran, with the app it got."""
+    _mark("on_shutdown", f"{os.getpid()}:{app.settings['factory_pid']}")
 
 
 async def make_app_async() -> Application:

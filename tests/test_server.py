@@ -81,8 +81,7 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     def marker(self, name: str) -> list[str]:
-        path = self.dir / name
-        return path.read_text().split() if path.exists() else []
+        return _lines(self.dir / name)
 
     def wait_marker(self, name: str, count: int = 1) -> list[str]:
         return _wait_until(
@@ -169,6 +168,10 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
 def _gone(pids: list[int], timeout: float = 20) -> None:
     """Assert that every pid exits (is reaped or disappears) within *timeout*."""
 
@@ -224,6 +227,8 @@ def test_sigterm_to_the_parent_stops_every_worker_and_exits_0(
     _gone(pids)
     with pytest.raises(ConnectionRefusedError):
         server.get("/pid")
+    # each worker ran the app's shutdown callbacks (executors, brokers...)
+    assert sorted(int(p) for p in server.marker("released")) == sorted(pids)
 
 
 def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refused(
@@ -344,6 +349,32 @@ def test_crash_loop_is_rate_limited(tmp_path: Path) -> None:
     # two workers plus at most two restarts, not a restart storm
     calls = (tmp_path / "factory_calls").read_text().split()
     assert 2 <= len(calls) <= 4
+
+
+def test_on_shutdown_runs_in_every_worker_with_its_app(tmp_path: Path) -> None:
+    port = free_port()
+    script = (
+        "from tornado_kit import serve; from tests._serve_app import make_app, on_shutdown;"
+        f"serve(make_app, port={port}, address='127.0.0.1', processes=2, on_shutdown=on_shutdown)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+    )
+    try:
+        _wait_until(lambda: len(_lines(tmp_path / "factory_calls")) == 2, what="2 workers")
+        wait_for_port(port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    calls = _lines(tmp_path / "factory_calls")
+    hooks = _lines(tmp_path / "on_shutdown")
+    # pid:factory_pid - each hook ran in its own worker, on the app built there
+    assert sorted(hooks) == sorted(f"{pid}:{pid}" for pid in calls)
 
 
 # ---------------------------------------------------------------------------
