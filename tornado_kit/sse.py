@@ -666,15 +666,15 @@ class SSEMixin(RequestHandler):
             stream.sub = None
             stream.in_topic = False
             sub.close()
-        if stream.gone:
-            stream.reason = "client"
-        elif sub.overflowed:
+        if sub.overflowed:
             stream.reason = "overflow"
             _log.warning(
                 "SSE client of %r fell %d messages behind; ending its stream", topic, maxsize
             )
         elif stream.ending:
             stream.reason = stream.ending
+        elif stream.gone:
+            stream.reason = "client"
         else:
             stream.reason = "closed"  # the broker closed the subscription
         if not self._finished and not stream.gone:
@@ -692,9 +692,13 @@ class SSEMixin(RequestHandler):
         stream = self._tk_sse
         if stream is not None:
             stream.gone = True
-            stream.reason = "client"
-            if stream.sub is not None:
-                stream.sub.close()
+            sub = stream.sub
+            if sub is not None and sub.overflowed:
+                stream.reason = "overflow"  # disconnected by the sweep
+            else:
+                stream.reason = stream.ending or "client"
+            if sub is not None:
+                sub.close()
             self._tk_sse_unregister()
             log_access = getattr(self, "_tk_log_access", None)
             if log_access is not None:
