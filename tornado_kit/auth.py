@@ -344,6 +344,12 @@ class TokenAuthMixin(RequestHandler):
         Runs before every verb method (and before ``WebSocketHandler.get``
         starts the handshake). Raises :class:`~tornado_kit.APIError` to
         refuse the request; the other mixins' ``prepare`` does not run then.
+
+        This is a coroutine: a ``prepare`` override in your handler must
+        ``await super().prepare()`` (or ``return super().prepare()`` from a
+        sync override). Calling ``super().prepare()`` without awaiting it
+        skips authentication (Python then warns that the coroutine was never
+        awaited).
         """
         await self._authenticate()
         result = super().prepare()
@@ -455,7 +461,8 @@ class TokenAuthMixin(RequestHandler):
             elif not _AUTH_SCHEME.fullmatch(scheme):
                 # RFC 9110 §11.4: credentials = auth-scheme [ ... ]
                 raise _auth_error(self, 400, "malformed Authorization header", "invalid_request")
-            # else: another scheme (Basic, Digest...) carries no bearer token.
+            # else: another scheme (Basic, Digest...) carries no bearer token;
+            # RFC 6750 §3.1 treats it as a request lacking credentials.
 
         name = resolve(self, "auth_query_argument", DEFAULT_QUERY_ARGUMENT)
         raw_values = self.request.query_arguments.get(name, []) if name else []
