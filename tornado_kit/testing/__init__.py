@@ -30,6 +30,10 @@ pytest-asyncio, which the plugin uses):
     ``await sse("/path", count=2, timeout=5, headers=...)`` reads the first
     events of a server-sent event stream of the test server (see
     :func:`tornado_kit.testing.read_sse`) and closes the connection.
+``ws_connect``
+    ``await ws_connect("/path?x=1", headers=...)`` opens a WebSocket to the
+    test server (see :func:`tornado_kit.testing.ws_connect`); every connection
+    is closed at teardown, before the server stops.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from tornado.web import Application
 
 from tornado_kit._lifecycle import shutdown
 from tornado_kit.testing._sse import parse_sse, read_sse, sse_fixture
+from tornado_kit.testing._ws import ws_connect, ws_connect_fixture
 
 __all__ = [
     "app",
@@ -55,6 +60,8 @@ __all__ = [
     "parse_sse",
     "read_sse",
     "sse_fixture",
+    "ws_connect",
+    "ws_connect_fixture",
 ]
 
 
