@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import json
 import sqlite3
@@ -24,50 +23,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 from tornado.web import Application
 
 from examples.reference_app import Config, close_app, make_app
+from tests._refapp import MAX_IMAGE, SECRET, app_config, png_bytes, serving
 from tests._servers import free_port
-
-SECRET = "reference-app-test-secret-0123456789"
-MAX_IMAGE = 64 * 1024
-
-
-def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, format="PNG")
-    return out.getvalue()
-
-
-@contextlib.asynccontextmanager
-async def serving(config: Config) -> AsyncIterator[str]:
-    """Serve a second app (other settings than the ``app`` fixture's) on a free port."""
-    application = make_app(config)
-    sock, port = bind_unused_port()
-    server = HTTPServer(application)
-    server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await close_app(application)
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    return Config(
-        db_path=str(tmp_path / "app.db"),
-        secret=SECRET,
-        max_image_bytes=MAX_IMAGE,
-        image_workers=1,
-        image_max_pending=2,
-        heartbeat_interval=0.5,
-        heartbeat_timeout=5.0,
-        sse_keepalive_interval=0.5,
-    )
+    return app_config(tmp_path)
 
 
 @pytest_asyncio.fixture
