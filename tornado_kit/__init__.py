@@ -26,29 +26,23 @@ from tornado_kit.auth import (
 )
 from tornado_kit.broker import Broker, LocalBroker
 from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
+from tornado_kit.executor import BoundedExecutor, ExecutorMixin
 from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
 from tornado_kit.server import serve
 from tornado_kit.sse import EventLog, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit.timing import TimingMixin
-from tornado_kit.websocket import (
-    AllowedOriginsMixin,
-    BroadcastMixin,
-    HeartbeatMixin,
-    JSONMessageMixin,
-)
+from tornado_kit.upstream import UpstreamResult, fetch_all
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
-    "AllowedOriginsMixin",
-    "BroadcastMixin",
+    "BoundedExecutor",
     "Broker",
     "EventLog",
-    "HeartbeatMixin",
+    "ExecutorMixin",
     "JSONBodyMixin",
     "JSONErrorMixin",
-    "JSONMessageMixin",
     "JWTVerifier",
     "LocalBroker",
     "MemoryEventLog",
@@ -61,7 +55,9 @@ __all__ = [
     "StaticTokenVerifier",
     "TimingMixin",
     "TokenAuthMixin",
+    "UpstreamResult",
     "allow_anonymous",
+    "fetch_all",
     "require_scopes",
     "serve",
 ]
