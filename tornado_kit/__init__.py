@@ -32,17 +32,27 @@ from tornado_kit.server import serve
 from tornado_kit.sse import EventLog, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit.timing import TimingMixin
 from tornado_kit.upstream import UpstreamResult, fetch_all
+from tornado_kit.websocket import (
+    AllowedOriginsMixin,
+    BroadcastMixin,
+    HeartbeatMixin,
+    JSONMessageMixin,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "AllowedOriginsMixin",
     "BoundedExecutor",
+    "BroadcastMixin",
     "Broker",
     "EventLog",
     "ExecutorMixin",
+    "HeartbeatMixin",
     "JSONBodyMixin",
     "JSONErrorMixin",
+    "JSONMessageMixin",
     "JWTVerifier",
     "LocalBroker",
     "MemoryEventLog",
