@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,29 +47,39 @@ def _wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str =
         time.sleep(0.05)
 
 
+async def _async_until(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.05)
+
+
 class Served:
     """``python -m tornado_kit serve FACTORY`` in a subprocess on a free port."""
 
-    def __init__(self, tmp_path: Path, factory: str, *args: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        factory: str,
+        *args: str,
+        argv: list[str] | None = None,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.dir = tmp_path
-        self.log_path = tmp_path / "server.log"
+        self.log_path = tmp_path / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
+        if argv is None:
+            argv = [sys.executable, "-m", "tornado_kit", "serve", factory]
+            argv += ["--port", "{port}", "--address", "127.0.0.1", *args]
+        # "{port}" in argv or env values stands for the free port
+        env = {k: v.format(port=self.port) for k, v in (env or {}).items()}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tornado_kit",
-                "serve",
-                factory,
-                "--port",
-                str(self.port),
-                "--address",
-                "127.0.0.1",
-                *args,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+            [arg.format(port=self.port) for arg in argv],
+            cwd=cwd,
+            env={**os.environ, "SERVE_TEST_DIR": str(tmp_path), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -152,8 +163,8 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
-    def start(factory: str, *args: str) -> Served:
-        server = Served(tmp_path, factory, *args)
+    def start(factory: str, *args: str, **kwargs: Any) -> Served:
+        server = Served(tmp_path, factory, *args, **kwargs)
         started.append(server)
         return server
 
@@ -511,8 +522,7 @@ async def test_sigterm_ends_open_sse_stream_cleanly(served: Callable[..., Served
                 )
             )
         )
-        while not server.marker("sse-open"):
-            await asyncio.sleep(0.05)
+        await _async_until(lambda: server.marker("sse-open"))
         server.send(signal.SIGTERM)
         response = await fetch  # raises if the stream was cut, not finished
         assert response.code == 200
@@ -624,3 +634,70 @@ def test_serve_rejects_bad_arguments_before_binding() -> None:
 async def test_serve_refuses_to_run_inside_an_event_loop() -> None:
     with pytest.raises(RuntimeError, match="without a running event loop"):
         serve(lambda: None, port=0)  # type: ignore[arg-type,return-value]
+
+
+# ---------------------------------------------------------------------------
+# the docs page and the example
+
+
+def test_docs_snippet_runs_as_a_script_and_through_the_console_script(
+    served: Callable[..., Served], tmp_path: Path
+) -> None:
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", page, re.S)[0]
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "myapp.py").write_text(snippet)
+    port_env = {"PORT": "{port}", "PROCESSES": "2"}
+
+    server = served("", argv=[sys.executable, "myapp.py"], cwd=app_dir, env=port_env)
+    server.wait_ready()
+    assert server.get_json("/")["hello"] == "world"
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+
+    # the console script finds myapp in the current directory
+    console = str(Path(sys.executable).parent / "tornado-kit")
+    server = served("", argv=[console, "serve", "myapp:make_app", "--port", "{port}"], cwd=app_dir)
+    server.wait_ready()
+    assert server.get_json("/")["pid"] == server.proc.pid
+    server.send(signal.SIGINT)
+    assert server.wait() == 0
+
+
+async def test_example_08_serves_http_sse_and_websocket_then_drains(
+    served: Callable[..., Served],
+) -> None:
+    argv = [sys.executable, "examples/08_serve.py", "--port", "{port}", "--processes", "1"]
+    server = served("", argv=argv)
+    await asyncio.to_thread(server.wait_ready)
+    base = f"127.0.0.1:{server.port}"
+    client = AsyncHTTPClient(force_instance=True)
+    chunks: list[bytes] = []
+    try:
+        who = json.loads((await client.fetch(f"http://{base}/")).body)
+        assert who["pid"] == server.proc.pid
+        stream = asyncio.ensure_future(
+            client.fetch(
+                HTTPRequest(
+                    f"http://{base}/events", streaming_callback=chunks.append, request_timeout=30
+                )
+            )
+        )
+        ws = await websocket_connect(f"ws://{base}/ws")
+        try:
+            await ws.write_message(json.dumps({"n": 1}))
+            assert json.loads(await ws.read_message() or "")["echo"] == {"n": 1}
+            await _async_until(lambda: b"event: hello" in b"".join(chunks))
+            await client.fetch(f"http://{base}/news", method="POST", body="extra! extra!")
+            await _async_until(lambda: b"data: extra! extra!" in b"".join(chunks))
+            server.send(signal.SIGTERM)
+            assert (await stream).code == 200  # the stream was finished, not cut
+            while await asyncio.wait_for(ws.read_message(), 20) is not None:
+                pass
+            assert ws.close_code == 1001
+        finally:
+            ws.close()
+    finally:
+        client.close()
+    assert await asyncio.to_thread(server.wait) == 0

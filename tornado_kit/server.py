@@ -176,6 +176,8 @@ def serve(
         )
     if processes == 0:
         processes = os.cpu_count() or 1
+    if processes > 1 and not hasattr(os, "fork"):
+        raise RuntimeError("serve(processes != 1) needs os.fork(), which this platform lacks")
     if reuse_port and port == 0 and processes > 1:
         raise ValueError("port=0 with reuse_port and several processes would bind different ports")
 
