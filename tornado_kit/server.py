@@ -612,8 +612,19 @@ class _Supervisor:
         pipe: tuple[int, int],
         handlers: dict[signal.Signals, Any],
     ) -> None:
-        pid = os.fork()
+        # Signals stay blocked across the fork until the child has reset the
+        # supervisor's handlers and wakeup fd: a SIGTERM meant for the new
+        # child must not be written into the supervisor's pipe (where it
+        # would read as a signal to the supervisor itself).
+        blocked = set(handlers)
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            raise
         if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
             self.children[pid] = index
             log.info("started worker %d (pid %d)", index, pid)
             return
@@ -626,6 +637,7 @@ class _Supervisor:
             for signum in handlers:
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
             _set_parent_death_signal()
             if os.getppid() != parent_pid:  # the parent died before prctl
                 code = 0
