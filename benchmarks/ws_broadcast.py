@@ -42,9 +42,9 @@ from tornado.websocket import WebSocketHandler
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _ws_clients import raise_nofile  # noqa: E402
+from _ws_clients import raise_nofile
 
-from tornado_kit import BroadcastMixin  # noqa: E402
+from tornado_kit import BroadcastMixin
 
 MESSAGE = {
     "type": "chat",
@@ -188,7 +188,7 @@ async def main() -> None:
                 f"{med([r[1] for r in rows]):>14.1f}"
             )
     print(
-        "\nspeed-up of BroadcastMixin over the seed loop (targets: >= 3x default GC, >= 1.7x GC off)"
+        "\nBroadcastMixin speed-up over the seed loop (targets: >= 3x default GC, >= 1.7x GC off)"
     )
     for gc_off in (False, True):
         label = "GC disabled" if gc_off else "default GC"
