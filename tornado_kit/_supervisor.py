@@ -1,0 +1,311 @@
+"""The supervisor behind ``serve(processes=N)``: fork, watch, restart, stop.
+
+The parent binds the sockets (in :func:`tornado_kit.serve`), then
+:class:`Supervisor` forks the workers and stays behind without an event loop:
+
+* signals become bytes on a self-pipe (``signal.set_wakeup_fd``) read by a
+  ``select`` loop, so no work happens inside a signal handler;
+* SIGTERM/SIGINT: close the shared sockets, SIGTERM every worker, SIGKILL the
+  ones still alive ``shutdown_timeout + 5`` s later; a second signal SIGKILLs
+  at once and exits 128 + signal;
+* a worker that crashes (non-zero status, or a signal we did not send) is
+  forked again, with a doubling delay after the first crash in a minute and a
+  cap of ``max_restarts`` per minute; a worker that fails to *start*
+  (status :data:`EXIT_STARTUP_FAILED`) stops everything instead;
+* each worker asks Linux for SIGTERM when the supervisor dies
+  (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any, Protocol
+
+log = logging.getLogger("tornado_kit.server")
+
+#: A worker exits with this status when the app factory (or binding) failed:
+#: the supervisor does not restart it, since it would fail the same way.
+EXIT_STARTUP_FAILED = 3
+#: Seconds the supervisor waits beyond ``shutdown_timeout`` before SIGKILL.
+_KILL_MARGIN = 5.0
+#: The window over which ``max_restarts`` is counted.
+_RESTART_WINDOW = 60.0
+
+
+class Worker(Protocol):
+    """What the supervisor runs in each forked child."""
+
+    def run(
+        self,
+        sockets: list[socket.socket] | None,
+        *,
+        parent_pid: int | None,
+        bind: tuple[int, str] | None = None,
+    ) -> int:
+        """Serve until told to stop; return the exit status."""
+        ...
+
+
+def flush_logs() -> None:
+    """Flush stdio and logging before ``os._exit`` (which skips both)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+
+
+def set_parent_death_signal() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (prctl(2))."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+            log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    except (OSError, AttributeError):  # no libc symbol: the getppid check remains
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+
+
+class Supervisor:
+    """The parent process: fork workers, replace crashed ones, stop them all.
+
+    Signals are turned into bytes on a self-pipe (``signal.set_wakeup_fd``)
+    and handled in a plain ``select`` loop, so the parent never runs an event
+    loop and never does work inside a signal handler.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        processes: int,
+        sockets: list[socket.socket] | None,
+        bind: tuple[int, str],
+        shutdown_timeout: float,
+        max_restarts: int,
+    ) -> None:
+        self.worker = worker
+        self.processes = processes
+        self.sockets = sockets
+        self.bind = bind
+        self.shutdown_timeout = shutdown_timeout
+        self.max_restarts = max_restarts
+        self.children: dict[int, int] = {}  # pid -> worker index
+        self.pending: dict[int, float] = {}  # worker index -> restart time
+        self.restarts: deque[float] = deque()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.killed = False
+        self.exit_code = 0
+
+    def run(self) -> int:
+        parent_pid = os.getpid()
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        watched = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.signal(s, _noop_handler) for s in watched}
+        old_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        try:
+            for index in range(self.processes):
+                self._spawn(index, parent_pid, (rfd, wfd), previous)
+            while self.children or (self.pending and not self.stopping):
+                with contextlib.suppress(InterruptedError):
+                    select.select([rfd], [], [], self._select_timeout())
+                for signum in _drain_signals(rfd):
+                    if signum in (signal.SIGTERM, signal.SIGINT):
+                        self._on_stop_signal(signum)
+                self._reap()
+                now = time.monotonic()
+                if not self.stopping:
+                    for index, when in list(self.pending.items()):
+                        if when <= now:
+                            del self.pending[index]
+                            self._spawn(index, parent_pid, (rfd, wfd), previous)
+                elif not self.killed and now >= self.stop_deadline:
+                    log.warning("workers still alive after %.1f s: SIGKILL", self.shutdown_timeout)
+                    self._signal_children(signal.SIGKILL)
+                    self.killed = True
+            return self.exit_code
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(rfd)
+            os.close(wfd)
+            self._close_sockets()
+
+    def _select_timeout(self) -> float:
+        now = time.monotonic()
+        if self.stopping:
+            return max(0.0, min(1.0, self.stop_deadline - now)) if not self.killed else 1.0
+        if self.pending:
+            return max(0.0, min(self.pending.values()) - now)
+        return 1.0
+
+    def _spawn(
+        self,
+        index: int,
+        parent_pid: int,
+        pipe: tuple[int, int],
+        handlers: dict[signal.Signals, Any],
+    ) -> None:
+        # Signals stay blocked across the fork until the child has reset the
+        # supervisor's handlers and wakeup fd: a SIGTERM meant for the new
+        # child must not be written into the supervisor's pipe (where it
+        # would read as a signal to the supervisor itself).
+        blocked = set(handlers)
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            raise
+        if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            self.children[pid] = index
+            log.info("started worker %d (pid %d)", index, pid)
+            return
+        # In the child: never return into the caller's code.
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            os.close(pipe[0])
+            os.close(pipe[1])
+            for signum in handlers:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            set_parent_death_signal()
+            if os.getppid() != parent_pid:  # the parent died before prctl
+                code = 0
+            else:
+                code = self.worker.run(self.sockets, parent_pid=parent_pid, bind=self.bind)
+        except BaseException:
+            log.exception("worker %d crashed", index)
+        finally:
+            flush_logs()
+            os._exit(code)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping:
+            log.warning("second %s: killing the workers and exiting at once", name)
+            self._signal_children(signal.SIGKILL)
+            self.killed = True
+            self.exit_code = 128 + signum
+            return
+        log.info("%s: stopping %d worker(s)", name, len(self.children))
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        self.stopping = True
+        self.pending.clear()
+        self.stop_deadline = time.monotonic() + self.shutdown_timeout + _KILL_MARGIN
+        # Our copies of the listening sockets would keep the port accepting
+        # into the backlog after every worker has stopped.
+        self._close_sockets()
+        self._signal_children(signal.SIGTERM)
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets or ():
+            sock.close()
+
+    def _signal_children(self, signum: int) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _reap(self) -> None:
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            index = self.children.pop(pid)
+            self._on_exit(index, pid, status)
+
+    def _on_exit(self, index: int, pid: int, status: int) -> None:
+        desc = _describe_status(status)
+        if self.stopping:
+            log.info("worker %d (pid %d) %s", index, pid, desc)
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            log.info("worker %d (pid %d) exited cleanly; not replaced", index, pid)
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_STARTUP_FAILED:
+            log.error(
+                "worker %d (pid %d) failed to start (see the error above); "
+                "not restarting it, stopping",
+                index,
+                pid,
+            )
+            self.exit_code = 1
+            self._begin_stop()
+            return
+        now = time.monotonic()
+        while self.restarts and self.restarts[0] < now - _RESTART_WINDOW:
+            self.restarts.popleft()
+        if len(self.restarts) >= self.max_restarts:
+            log.error(
+                "worker %d (pid %d) %s; %d restarts in the last %.0f s: giving up",
+                index,
+                pid,
+                desc,
+                len(self.restarts),
+                _RESTART_WINDOW,
+            )
+            self.exit_code = 1
+            self._begin_stop()
+            return
+        # The first crash in the window is replaced at once, later ones after
+        # a doubling delay (capped), so a crash loop cannot spin the CPU.
+        delay = 0.0 if not self.restarts else min(0.1 * 2 ** len(self.restarts), 10.0)
+        self.restarts.append(now)
+        log.warning("worker %d (pid %d) %s; restarting in %.1f s", index, pid, desc, delay)
+        self.pending[index] = now + delay
+
+
+def _noop_handler(signum: int, frame: object) -> None:
+    """Installed so that the signal reaches the wakeup fd; the loop does the work."""
+
+
+def _drain_signals(fd: int) -> list[int]:
+    signums: list[int] = []
+    while True:
+        try:
+            data = os.read(fd, 512)
+        except BlockingIOError:
+            return signums
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            raise
+        if not data:
+            return signums
+        signums.extend(data)
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"was killed by {name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
