@@ -25,11 +25,14 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from tests._servers import free_port, wait_for_port
 from tornado_kit import serve
+from tornado_kit.__main__ import FactoryPathError, load_factory
 
 pytestmark = pytest.mark.slow
 
@@ -556,6 +559,38 @@ def test_bad_factory_path_is_a_usage_error(factory: str, message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Module names without letters cannot import a real module (no side effects).
+_NO_MODULE = st.text(alphabet="._-/ 0123456789\x00", max_size=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(module=_NO_MODULE, sep=st.sampled_from([":", "", "::"]), attr=st.text(max_size=20))
+def test_load_factory_rejects_any_bad_path_with_a_clear_error(
+    module: str, sep: str, attr: str
+) -> None:
+    with pytest.raises(FactoryPathError):
+        load_factory(module + sep + attr)
+
+
+@settings(max_examples=80, deadline=None)
+@given(attr=st.text(max_size=30))
+def test_load_factory_attribute_path_is_a_callable_or_a_clear_error(attr: str) -> None:
+    try:
+        factory = load_factory("tests._serve_app:" + attr)
+    except FactoryPathError:
+        return
+    assert callable(factory)
+
+
+def test_load_factory_accepts_dotted_attributes() -> None:
+    from tests import _serve_app
+
+    assert load_factory("tests._serve_app:make_app") is _serve_app.make_app
+    assert load_factory("tests._serve_app:PidHandler.get") is _serve_app.PidHandler.get
+    with pytest.raises(FactoryPathError, match="absolute name"):
+        load_factory(".relative:make_app")
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])

@@ -17,11 +17,15 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from tornado_kit.server import AppFactory, serve
+
+# Dotted names of word characters ("examples.08_serve" is importable too).
+_MODULE_NAME = re.compile(r"\w+(\.\w+)*")
 
 
 class FactoryPathError(ValueError):
@@ -34,9 +38,15 @@ def load_factory(path: str) -> Callable[[], Any]:
     Raises :class:`FactoryPathError` with a message fit for the command line.
     """
     module_name, sep, attr_path = path.partition(":")
-    if not sep or not module_name or not attr_path:
+    if not sep or not module_name.strip() or not attr_path.strip():
         raise FactoryPathError(f"expected module:factory (e.g. myapp.web:make_app), got {path!r}")
+    if module_name.startswith("."):
+        raise FactoryPathError(f"the module must be an absolute name, not {module_name!r}")
+    if not _MODULE_NAME.fullmatch(module_name):
+        raise FactoryPathError(f"not a module name: {module_name!r}")
     try:
+        # An exception other than ImportError comes from the module's own
+        # code: it propagates with its traceback.
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise FactoryPathError(
