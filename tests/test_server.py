@@ -271,18 +271,37 @@ def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refus
     assert server.wait() == 0
 
 
-def test_ctrl_c_on_the_process_group_drains_like_sigterm(
-    served: Callable[..., Served], pool: ThreadPoolExecutor
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_the_whole_process_group_drains(
+    served: Callable[..., Served], pool: ThreadPoolExecutor, signum: int
 ) -> None:
-    # A terminal sends SIGINT to every process of the foreground group: the
-    # workers must not count the supervisor's SIGTERM as a second signal.
+    # A terminal's Ctrl-C (SIGINT), `kill -- -PGID` and systemd's default
+    # KillMode=control-group (SIGTERM) signal every process at once: a worker
+    # must not count the supervisor's forwarded SIGTERM as a second signal.
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
     slow: Future[Any] = pool.submit(server.get, "/slow?seconds=1")
     server.wait_marker("started-slow")
-    server.send_group(signal.SIGINT)
+    server.send_group(signum)
     assert slow.result(timeout=20)[:2] == (200, b"done after 1.0")
     assert server.wait() == 0
+
+
+def test_worker_signalled_directly_and_by_the_supervisor_still_drains(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    # The deterministic form of a group-wide SIGTERM: the worker gets one
+    # SIGTERM of its own, then the one the supervisor forwards.
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    slow: Future[Any] = pool.submit(server.get, "/slow?seconds=1.5")
+    (busy,) = server.wait_marker("started-slow")
+    os.kill(int(busy), signal.SIGTERM)
+    _wait_until(lambda: f"{busy} INFO tornado_kit.server: SIGTERM" in server.log, what="drain")
+    server.send(signal.SIGTERM)
+    assert slow.result(timeout=20)[:2] == (200, b"done after 1.5")
+    assert server.wait() == 0
+    assert f"(pid {busy}) exited with status 0" in server.log
 
 
 def test_second_signal_to_the_supervisor_kills_at_once(

@@ -129,9 +129,10 @@ def serve(
 
     The first SIGTERM or SIGINT starts the graceful shutdown described in the
     module docstring; a second one ends the process at once with status
-    128 + the signal number. With several processes only the supervisor reacts
-    to SIGINT (a terminal's Ctrl-C reaches the whole process group; workers
-    ignore it and get SIGTERM from the supervisor instead).
+    128 + the signal number. With several processes only the supervisor
+    decides that: a terminal's Ctrl-C or systemd's SIGTERM reach the whole
+    process group, so workers ignore SIGINT, act on the first SIGTERM only,
+    and are SIGKILLed by the supervisor on its second signal.
 
     When the stop is clean, :func:`serve` returns in the serving process
     (``processes=1``) and in the supervisor; a worker process never returns
@@ -277,6 +278,12 @@ class _Worker:
         def on_signal(signum: int) -> None:
             received.append(signum)
             if len(received) > 1:
+                if parent_pid is not None:
+                    # A worker gets SIGTERM twice when the whole process group
+                    # or cgroup is signalled (systemd's default KillMode,
+                    # `kill -- -PGID`) and the supervisor forwards it too: only
+                    # the supervisor decides on a forced stop (SIGKILL).
+                    return
                 log.warning("second %s: exiting at once", signal.Signals(signum).name)
                 flush_logs()
                 os._exit(128 + signum)
@@ -284,7 +291,7 @@ class _Worker:
             stop.set()
 
         # In a worker the supervisor owns SIGINT (Ctrl-C reaches the whole
-        # process group); the worker only takes SIGTERM from it.
+        # process group); the worker only takes SIGTERM, once.
         handled = [signal.SIGTERM] if parent_pid is not None else [signal.SIGTERM, signal.SIGINT]
         for signum in handled:
             loop.add_signal_handler(signum, on_signal, signum)
