@@ -583,3 +583,55 @@ def test_content_length_over_limit_is_413_before_parsing(threaded: ThreadedServe
 def test_api_error_rejects_reserved_extension_names() -> None:
     with pytest.raises(TypeError):
         APIError(400, "x", status=1)
+
+
+# -- the runnable example ---------------------------------------------------------
+
+
+@pytest.fixture
+def example_02() -> Iterator[str]:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests._servers import free_port, wait_for_port
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "examples" / "02_json_errors.py"), "--port", str(port)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    # the 500's exception is logged by the server, never sent to the client
+    assert b"hunter2" in stderr
+
+
+async def test_example_02_runs_on_its_own(example_02: str, http_client: AsyncHTTPClient) -> None:
+    missing = await fetch(http_client, example_02 + "/items/1")
+    assert missing.code == 404
+    assert problem(missing)["item_id"] == 1
+    created = await fetch(
+        http_client, example_02 + "/items", "POST", body=b'{"name": "lamp"}', headers=JSON
+    )
+    assert created.code == 201
+    assert json.loads(created.body) == {"id": 1, "name": "lamp"}
+    assert (await fetch(http_client, example_02 + "/items/1")).code == 200
+    bad = await fetch(http_client, example_02 + "/items", "POST", body=b"{", headers=JSON)
+    assert bad.code == 400
+    invalid = await fetch(http_client, example_02 + "/items", "POST", body=b"{}", headers=JSON)
+    assert problem(invalid)["field"] == "name"
+    boom = await fetch(http_client, example_02 + "/boom")
+    assert boom.code == 500
+    assert b"hunter2" not in boom.body
+    assert (await fetch(http_client, example_02 + "/nowhere")).code == 404
+    assert (await fetch(http_client, example_02 + "/items", "DELETE")).headers[
+        "Allow"
+    ] == "GET, POST"

@@ -578,3 +578,70 @@ async def test_json_lines_access_log_end_to_end(
     ]
     assert lines[0]["user"] == "alice"
     assert lines[1]["level"] == "WARNING"
+
+
+# -- the runnable example ---------------------------------------------------------------
+
+
+class Example:
+    def __init__(self, proc: Any, url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.stdout = b""
+        self.stderr = b""
+
+    def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            self.stdout, self.stderr = self.proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def example_03() -> Iterator[Example]:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests._servers import free_port, wait_for_port
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "examples" / "03_timing.py"), "--port", str(port)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    example = Example(proc, f"http://127.0.0.1:{port}")
+    try:
+        wait_for_port(port, timeout=30)
+        yield example
+    finally:
+        example.stop()
+    assert b"Traceback" not in example.stderr, example.stderr.decode()
+
+
+async def test_example_03_runs_on_its_own(
+    example_03: Example, http_client: AsyncHTTPClient
+) -> None:
+    url = example_03.url
+    response = await fetch(
+        http_client, url + "/users/7?api_key=hidden", headers={"X-Request-ID": "trace-42"}
+    )
+    assert response.code == 200
+    assert response.headers["X-Request-ID"] == "trace-42"
+    assert "db" in parse_server_timing(response.headers["Server-Timing"])
+    missing = await fetch(http_client, url + "/users/0")
+    assert missing.code == 404
+    assert HEX32.fullmatch(missing.headers["X-Request-ID"])
+    metrics = await fetch(http_client, url + "/metrics")
+    assert b'handler="UserHandler"' in metrics.body
+
+    example_03.stop()
+    lines = [json.loads(line) for line in example_03.stdout.splitlines()]
+    assert [(d["status"], d["path"], d["request_id"]) for d in lines[:2]] == [
+        (200, "/users/7?api_key=REDACTED", "trace-42"),
+        (404, "/users/0", missing.headers["X-Request-ID"]),
+    ]
+    assert lines[0]["spans"]["db"] >= 10.0
+    assert b"hidden" not in example_03.stdout
