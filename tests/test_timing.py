@@ -551,6 +551,7 @@ def test_json_lines_formatter_one_object_per_line() -> None:
     assert first["logger"] == "tests.jsonlines"
     assert first["status"] == 200
     assert first["path"] == "/x"
+    assert "access" not in first  # merged at the top level, not repeated
     assert first["shard"] == 3
     assert first["blob"].startswith("<object object")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
@@ -645,3 +646,41 @@ async def test_example_03_runs_on_its_own(
     ]
     assert lines[0]["spans"]["db"] >= 10.0
     assert b"hidden" not in example_03.stdout
+
+
+# -- the docs' snippets run ----------------------------------------------------------------
+
+
+def _snippets() -> list[tuple[str, int, str]]:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for page in ("docs/errors.md", "docs/timing.md"):
+        text = (root / page).read_text(encoding="utf-8")
+        for index, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            found.append((page, index, block))
+    return found
+
+
+@pytest.mark.parametrize(("page", "index", "code"), _snippets(), ids=lambda v: str(v)[:20])
+def test_docs_snippet_runs(page: str, index: int, code: str, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    if page == "docs/timing.md" and index == 0:
+        assert "trace-42" in result.stdout
+        assert '"path":"/users/7?access_token=REDACTED"' in result.stdout
+        assert "secret" not in result.stdout

@@ -390,6 +390,7 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x
     "message",
     "asctime",
     "taskName",
+    "access",  # merged at the top level instead
 }
 
 
