@@ -8,8 +8,8 @@ Run as ``python benchmarks/_ws_clients.py PORT PATH N MODE``:
 
 ``MODE=count``  after every N data frames received (one per connection),
                 print ``time.monotonic()`` of the last one on stdout.
-``MODE=idle``   connect, print ``ready``, then hold the connections (answer
-                nothing) until stdin closes.
+``MODE=idle``   connect, print ``ready``, then hold the connections
+                (answering pings with pongs) until stdin closes.
 """
 
 from __future__ import annotations
@@ -119,16 +119,76 @@ def count_frames(socks: list[socket.socket], n: int) -> None:
         ep.close()
 
 
+def _answer_pings(sock: socket.socket, data: bytes) -> None:
+    pos = 0
+    while len(data) - pos >= 2:
+        opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        if length >= 126 or len(data) - pos < 2 + length:
+            break  # only small control frames are expected on idle connections
+        if opcode == 0x9:  # RFC 6455 §5.5.3: answer a ping with a pong (zero mask)
+            payload = data[pos + 2 : pos + 2 + length]
+            sock.send(bytes([0x8A, 0x80 | length]) + b"\x00\x00\x00\x00" + payload)
+        pos += 2 + length
+
+
+def connect_and_hold(port: int, path: str, n: int, batch: int = 200) -> None:
+    """Open *n* connections and hold them, answering pings all along (also
+    while the later ones are still connecting), until stdin closes."""
+    ep = select.epoll()
+    socks: dict[int, socket.socket] = {}
+    handshaking: dict[int, bytes] = {}
+    stdin = sys.stdin.fileno()
+    opened = ready = 0
+    try:
+        while True:
+            while opened < n and len(handshaking) < batch:
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(_handshake(port, path))
+                s.setblocking(False)
+                socks[s.fileno()] = s
+                handshaking[s.fileno()] = b""
+                ep.register(s.fileno(), select.EPOLLIN)
+                opened += 1
+            for fd, _ in ep.poll(1):
+                if fd == stdin:
+                    if not os.read(stdin, 4096):
+                        return
+                    continue
+                sock = socks[fd]
+                data = sock.recv(65536)
+                if not data:
+                    ep.unregister(fd)
+                    continue
+                if fd in handshaking:
+                    buf = handshaking.pop(fd) + data
+                    head, sep, rest = buf.partition(b"\r\n\r\n")
+                    if not sep:
+                        handshaking[fd] = buf
+                        continue
+                    if not head.startswith(b"HTTP/1.1 101"):
+                        raise SystemExit(f"handshake refused: {head[:80]!r}")
+                    ready += 1
+                    if ready == n:
+                        print("ready", flush=True)
+                        ep.register(stdin, select.EPOLLIN)
+                    data = rest
+                _answer_pings(sock, data)
+    finally:
+        ep.close()
+        for s in socks.values():
+            s.close()
+
+
 def main() -> None:
     port, path, n, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
     raise_nofile(n + 100)
+    if mode == "idle":
+        connect_and_hold(port, path, n)
+        return
     socks = connect_all(port, path, n)
     print("ready", flush=True)
     try:
-        if mode == "count":
-            count_frames(socks, n)
-        else:
-            sys.stdin.read()  # hold until the parent closes our stdin
+        count_frames(socks, n)
     finally:
         for s in socks:
             s.close()

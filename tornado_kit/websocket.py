@@ -143,6 +143,7 @@ class _Heartbeat:
         tick = self.ticks
         now = IOLoop.current().time()
         expired: list[WebSocketHandler] = []
+        broken: list[tuple[IOStream, OSError]] = []
         for handler, beat in self.conns.items():
             proto = handler.ws_connection
             if proto is None or proto.stream is None or proto.is_closing():
@@ -152,13 +153,24 @@ class _Heartbeat:
                     expired.append(handler)
                 continue
             if tick - beat.tick >= self.ping_ticks:
-                try:
-                    proto.write_ping(_PING_PAYLOAD)
-                except (StreamClosedError, WebSocketClosedError):
-                    continue
+                stream = proto.stream
+                buffer = getattr(stream, "_write_buffer", None)
+                if buffer is not None and type(proto) is WebSocketProtocol13:
+                    # Pinging every connection at once: no future per ping.
+                    error = _write_prebuilt(stream, buffer, _PING_FRAME)
+                    if error is not None:
+                        broken.append((stream, error))
+                        continue
+                else:
+                    try:
+                        proto.write_ping(_PING_PAYLOAD)
+                    except (StreamClosedError, WebSocketClosedError):
+                        continue
                 beat.tick = tick
                 beat.sent = now
                 beat.waiting = True
+        for stream, error in broken:
+            stream.close(exc_info=error)
         for handler in expired:
             self.discard(handler)
             log.info("closing WebSocket %s: no pong within %ss", handler.request.uri, self.timeout)
@@ -404,23 +416,9 @@ class _WSState:
             ):
                 _write_slow(conn, opcode, payload)
                 continue
-            if pending:
-                # Earlier data is still queued: keep the order, let the
-                # IOLoop's write handler (already registered) send it.
-                buffer.append(frame)
-                stream._total_write_index += size
-                continue
-            try:
-                sent = stream.write_to_fd(frame)  # type: ignore[arg-type]
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                broken.append((stream, exc))
-                continue
-            if sent < size:
-                buffer.append(frame[sent:])
-                stream._total_write_index += size - sent
-                stream._add_io_state(IOLoop.WRITE)
+            error = _write_prebuilt(stream, buffer, frame)
+            if error is not None:
+                broken.append((stream, error))
         for stream, error in broken:
             stream.close(exc_info=error)
         for conn in overfull:
@@ -459,6 +457,37 @@ def _server_frame(opcode: int, payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", first, 127, n)
     return header + payload
+
+
+_PING_FRAME = _server_frame(0x9, _PING_PAYLOAD)
+
+
+def _write_prebuilt(stream: IOStream, buffer: Any, frame: bytes) -> OSError | None:
+    """Write a ready frame to *stream* without a future (Tornado's ``write()`` makes one).
+
+    *buffer* is the stream's write buffer. When it holds earlier data the
+    frame is queued behind it (order matters; the IOLoop's write handler is
+    already registered). Otherwise the frame goes straight to the socket and
+    only an unsent tail is queued, with the write handler registered, exactly
+    as ``IOStream.write`` would. Returns the error of a broken connection,
+    for the caller to close the stream after its loop.
+    """
+    size = len(frame)
+    if len(buffer):
+        buffer.append(frame)
+        stream._total_write_index += size
+        return None
+    try:
+        sent = stream.write_to_fd(frame)  # type: ignore[arg-type]
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        return exc
+    if sent < size:
+        buffer.append(frame[sent:])
+        stream._total_write_index += size - sent
+        stream._add_io_state(IOLoop.WRITE)
+    return None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
