@@ -123,6 +123,11 @@ def _fallback_body(status_code: int) -> bytes:
     return b'{"type":"about:blank","title":"%s","status":%d}' % (title.encode(), status_code)
 
 
+def _no_body(status_code: int) -> bool:
+    """1xx, 204 and 304 responses have no content (RFC 9110 §6.4.1)."""
+    return status_code in (204, 304) or 100 <= status_code < 200
+
+
 def _allowed_methods(handler: RequestHandler) -> str:
     """The ``Allow`` value for a 405: methods the handler class implements."""
     cls = type(handler)
@@ -230,7 +235,7 @@ class JSONErrorMixin(RequestHandler):
         calls. It never raises.
         """
         try:
-            if self._should_not_send_content(status_code):
+            if _no_body(status_code):
                 self.finish()
                 return
             problem = self.build_problem(status_code, kwargs.get("exc_info"))
