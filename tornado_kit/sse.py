@@ -395,6 +395,7 @@ class _Stream:
         "gone",
         "group",
         "in_topic",
+        "iostream",
         "last_write",
         "reason",
         "registered",
@@ -412,6 +413,7 @@ class _Stream:
         self.events = 0
         self.last_write = time.monotonic()
         self.registered = False
+        self.iostream: Any = None  # the connection's IOStream (HTTP/1)
 
 
 class _KeepaliveGroup:
@@ -659,7 +661,13 @@ class SSEMixin(RequestHandler):
                 chunk, event_id = registry.wire(message)
                 if replayed and event_id in replayed:
                     continue
-                await self._tk_sse_send(chunk)
+                flushed = self._tk_sse_push(chunk)
+                if flushed is not None:
+                    stream.flushing = True
+                    try:
+                        await flushed
+                    finally:
+                        stream.flushing = False
         except StreamClosedError:
             stream.gone = True
         finally:
@@ -727,6 +735,7 @@ class SSEMixin(RequestHandler):
         registry = _registry_for(self)
         group = registry.group(interval)
         stream = self._tk_sse = _Stream(group)
+        stream.iostream = getattr(self.request.connection, "stream", None)
         stream.registered = True
         registry.streams.add(self)
         group.add(self)
@@ -747,7 +756,15 @@ class SSEMixin(RequestHandler):
         stream.group.registry.discard(self)
         state_for(self.application).connections.discard(self)
 
-    async def _tk_sse_send(self, chunk: bytes) -> None:
+    def _tk_sse_push(self, chunk: bytes) -> Future[None] | None:
+        """Write and flush *chunk*; return the flush future only when it must be awaited.
+
+        When the socket took every byte at once (the usual case) there is
+        nothing to wait for, so the caller skips an await and a task wake-up
+        per event; the future is returned only while bytes are queued for a
+        slow client (that await is the back-pressure that makes a bounded
+        subscription queue overflow).
+        """
         stream = self._tk_sse
         if stream is None:
             stream = self._tk_sse_begin()
@@ -757,11 +774,27 @@ class SSEMixin(RequestHandler):
             self.write(chunk)
             stream.events += 1
         stream.last_write = time.monotonic()
-        stream.flushing = True
-        try:
-            await self.flush()
-        finally:
-            stream.flushing = False
+        flushed = self.flush()
+        iostream = stream.iostream
+        if iostream is None or iostream.writing():
+            return flushed
+        if iostream.closed():
+            raise StreamClosedError()
+        return None
+
+    async def _tk_sse_send(self, chunk: bytes) -> None:
+        flushed = self._tk_sse_push(chunk)
+        stream = self._tk_sse
+        assert stream is not None
+        if flushed is not None:
+            # While this await is pending nothing else may write: Tornado's
+            # HTTP1Connection keeps one write future, and a second write would
+            # orphan ours. The keepalive sweep and shutdown check this flag.
+            stream.flushing = True
+            try:
+                await flushed
+            finally:
+                stream.flushing = False
         if stream.ending and not stream.in_topic and not self._finished:
             # Shutdown arrived while this event was being flushed.
             stream.reason = stream.ending
@@ -779,13 +812,10 @@ class SSEMixin(RequestHandler):
             await self._tk_sse_send(event.encode())
         return {event.id for event in events if event.id is not None}
 
-    def _tk_sse_iostream(self) -> Any:
-        return getattr(self.request.connection, "stream", None)
-
     def _tk_sse_sweep(self, threshold: float) -> None:
         """Keepalive timer tick for this stream (see :class:`_KeepaliveGroup`)."""
         stream = self._tk_sse
-        iostream = self._tk_sse_iostream()
+        iostream = stream.iostream if stream is not None else None
         if stream is None or self._finished or iostream is None or iostream.closed():
             return
         if stream.flushing or iostream.writing():
@@ -808,7 +838,7 @@ class SSEMixin(RequestHandler):
         if stream is None or stream.gone or self._finished:
             return
         stream.ending = reason
-        iostream = self._tk_sse_iostream()
+        iostream = stream.iostream
         if iostream is not None and iostream.writing():
             iostream.close()  # stuck behind a slow client: on_connection_close follows
             return
