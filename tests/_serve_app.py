@@ -61,6 +61,7 @@ class BlockHandler(RequestHandler):
     accepted by another worker."""
 
     def get(self) -> None:
+        _mark("blocking", str(os.getpid()))
         time.sleep(float(self.get_argument("seconds", "1")))
         self.write(str(os.getpid()))
 

@@ -141,6 +141,19 @@ class Served:
         data: dict[str, Any] = json.loads(body)
         return data
 
+    def pids_while_one_blocks(self, pool: ThreadPoolExecutor) -> tuple[int, dict[str, Any]]:
+        """Block whichever worker takes a /block request, then ask /pid.
+
+        With shared sockets the blocked worker cannot accept, so the answer
+        comes from another one. Returns (blocked pid, /pid answer).
+        """
+        before = len(self.marker("blocking"))
+        blocked: Future[Any] = pool.submit(self.get, "/block?seconds=1")
+        blocker = int(self.wait_marker("blocking", before + 1)[before])
+        answer = self.get_json("/pid")
+        assert blocked.result(timeout=20)[0] == 200
+        return blocker, answer
+
     # -- controlling -----------------------------------------------------
     def send(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -212,21 +225,13 @@ def test_two_workers_answer_and_the_app_is_built_after_the_fork(
 ) -> None:
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
-    first = server.get_json("/pid")
-    # Block the worker that answered: the next connection can only be
-    # accepted by the other one.
-    blocked: Future[Any] = pool.submit(server.get, "/block?seconds=1.5")
-    second = _wait_until(
-        lambda: (data := server.get_json("/pid"))["pid"] != first["pid"] and data, what="2nd pid"
-    )
-    assert blocked.result()[0] == 200
-    pids = {first["pid"], second["pid"]}
+    blocker, answer = server.pids_while_one_blocks(pool)
+    pids = {blocker, answer["pid"]}
     assert len(pids) == 2
     assert server.proc.pid not in pids
-    for data in (first, second):
-        assert data["ppid"] == server.proc.pid
-        # the factory ran in the worker itself, not in the parent before fork
-        assert data["factory_pid"] == data["pid"]
+    assert answer["ppid"] == server.proc.pid
+    # the factory ran in the worker itself, not in the parent before the fork
+    assert answer["factory_pid"] == answer["pid"]
     assert sorted(int(p) for p in server.marker("factory_calls")) == sorted(pids)
 
 
@@ -322,7 +327,7 @@ def test_second_signal_to_the_supervisor_kills_at_once(
 
 
 def test_worker_killed_with_sigkill_is_restarted(
-    served: Callable[..., Served],
+    served: Callable[..., Served], pool: ThreadPoolExecutor
 ) -> None:
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
@@ -339,15 +344,8 @@ def test_worker_killed_with_sigkill_is_restarted(
     assert server.wait_marker("factory_calls", 3)[-1] == str(new_pid)
     assert "was killed by SIGKILL; restarting" in server.log
     # the port keeps serving, and the new worker takes its share
-    pids_seen = {server.get_json("/pid")["pid"]}
-    for _ in range(50):
-        if new_pid in pids_seen:
-            break
-        with ThreadPoolExecutor(1) as blocker:
-            blocked = blocker.submit(server.get, "/block?seconds=0.5")
-            time.sleep(0.1)
-            pids_seen.add(server.get_json("/pid")["pid"])
-            blocked.result()
+    blocker, answer = server.pids_while_one_blocks(pool)
+    pids_seen = {blocker, answer["pid"]}
     assert new_pid in pids_seen
     server.send(signal.SIGTERM)
     assert server.wait() == 0
@@ -490,9 +488,7 @@ def test_without_xheaders_proxy_headers_are_ignored(served: Callable[..., Served
     assert server.wait() == 0
 
 
-def test_reuse_port_workers_bind_their_own_sockets(
-    served: Callable[..., Served], pool: ThreadPoolExecutor
-) -> None:
+def test_reuse_port_workers_bind_their_own_sockets(served: Callable[..., Served]) -> None:
     server = served("tests._serve_app:make_app", "--processes", "2", "--reuse-port")
     server.wait_ready(workers=2)
     # SO_REUSEPORT sockets are bound by the workers, not by the parent
@@ -501,11 +497,10 @@ def test_reuse_port_workers_bind_their_own_sockets(
         what="worker sockets",
     )
     assert not [c for c in server.parent.net_connections(kind="tcp") if c.status == "LISTEN"]
+    # the kernel hashes each new connection (its source port) to one of the
+    # sockets: a few connections reach both workers
     first = server.get_json("/pid")["pid"]
-    blocked: Future[Any] = pool.submit(server.get, "/block?seconds=3")
-    # the kernel hashes connections over the sockets: retry a few ports
     _wait_until(lambda: server.get_json("/pid")["pid"] != first, what="the other worker")
-    blocked.result()
     server.send(signal.SIGTERM)
     assert server.wait() == 0
 
