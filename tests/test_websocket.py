@@ -778,3 +778,42 @@ async def test_allowed_origins_from_settings(ws_connect: Connect) -> None:
     with pytest.raises(HTTPClientError) as info:
         await ws_connect("/default-origin", headers={"Origin": "https://nope.example"})
     assert info.value.code == 403
+
+
+# ---------------------------------------------------------------------------
+# examples/04_websocket_chat.py
+# ---------------------------------------------------------------------------
+
+
+def _example_app() -> Application:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "04_websocket_chat.py"
+    spec = importlib.util.spec_from_file_location("example_04_websocket_chat", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app: Application = module.make_app()
+    return app
+
+
+@pytest.mark.parametrize("app", [_example_app()], indirect=False)
+async def test_example_chat(ws_connect: Connect, http_client: Any, base_url: str) -> None:
+    page = await http_client.fetch(base_url + "/")
+    assert b"new WebSocket" in page.body
+    alice = await ws_connect("/chat/lobby", headers={"Origin": "https://chat.example.com"})
+    bob = await ws_connect("/chat/lobby", headers={"Origin": "https://eu.app.example.com"})
+    assert "welcome" in (await read_json(alice))["system"]
+    assert "welcome" in (await read_json(bob))["system"]
+    await send_json(alice, {"text": "hi bob"})
+    for conn in (alice, bob):
+        message = await read_json(conn)
+        assert message["text"] == "hi bob"
+        assert message["from"].startswith("guest-")
+    await send_json(bob, {"text": ""})
+    assert (await read_json(bob))["error"]["status"] == 400
+    with pytest.raises(HTTPClientError) as info:
+        await ws_connect("/chat/lobby", headers={"Origin": "https://example.com.evil.net"})
+    assert info.value.code == 403
