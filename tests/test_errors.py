@@ -89,6 +89,15 @@ class SendErrorHandler(JSONErrorMixin, RequestHandler):
     def get(self) -> None:
         self.send_error(503)
 
+    def delete(self) -> None:
+        self.send_error(204)
+
+
+class WrongLengthHandler(JSONErrorMixin, TimingMixin, RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Length", "100")
+        self.write("short")
+
 
 class BodyHandler(JSONBodyMixin, JSONErrorMixin, RequestHandler):
     def post(self) -> None:
@@ -122,6 +131,7 @@ def make_app(**settings: Any) -> Application:
             ("/raising-write-error", RaisingWriteErrorHandler),
             ("/partial", PartialHandler),
             ("/send-error", SendErrorHandler),
+            ("/wrong-length", WrongLengthHandler),
             ("/body", BodyHandler),
             ("/small-body", SmallBodyHandler),
             ("/value", ValueHandler),
@@ -248,6 +258,25 @@ async def test_send_error_without_exception(base_url: str, http_client: AsyncHTT
         "status": 503,
         "instance": "/send-error",
     }
+
+
+async def test_no_content_status_has_no_body(base_url: str, http_client: AsyncHTTPClient) -> None:
+    response = await fetch(http_client, base_url + "/send-error", method="DELETE")
+    assert response.code == 204
+    assert response.body == b""
+
+
+async def test_failure_while_finishing_closes_the_connection(
+    base_url: str, http_client: AsyncHTTPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with pytest.raises(HTTPClientError) as info:
+        await http_client.fetch(base_url + "/wrong-length")
+    assert info.value.code == 599
+    records = [r for r in caplog.records if r.name == "tornado_kit.access"]
+    assert len(records) == 1
+    assert records[0].access["aborted"] is True  # type: ignore[attr-defined]
+    assert (await fetch(http_client, base_url + "/only-get")).code == 200
 
 
 async def test_head_error_has_no_body(base_url: str, http_client: AsyncHTTPClient) -> None:
@@ -581,8 +610,23 @@ def test_content_length_over_limit_is_413_before_parsing(threaded: ThreadedServe
 
 
 def test_api_error_rejects_reserved_extension_names() -> None:
-    with pytest.raises(TypeError):
-        APIError(400, "x", status=1)
+    with pytest.raises(TypeError, match="may not be named"):
+        APIError(400, "x", instance="/elsewhere")
+    assert repr(APIError(404, "gone")) == "APIError(404, 'gone')"
+
+
+def test_chunked_body_over_limit_is_413(threaded: ThreadedServer) -> None:
+    chunk = b"x" * 100
+    raw = (
+        b"POST /small-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"64\r\n"
+        + chunk
+        + b"\r\n0\r\n\r\n"
+    )
+    response = threaded.raw(raw)
+    assert response.status == 413
+    assert json.loads(response.body)["max_bytes"] == 64
 
 
 # -- the runnable example ---------------------------------------------------------

@@ -203,11 +203,7 @@ class JSONErrorMixin(RequestHandler):
             exception = kwargs["exc_info"][1]
             if isinstance(exception, HTTPError) and exception.reason:
                 reason = exception.reason
-        try:
-            self.set_status(status_code, reason=reason)
-        except ValueError:  # a status code Tornado refuses (outside 100-599)
-            status_code = 500
-            self.set_status(500)
+        self.set_status(status_code, reason=reason)
         if status_code != 304:
             try:
                 self.write_error(status_code, **kwargs)
