@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 __all__ = ["ws_connect", "ws_connect_fixture"]
@@ -55,10 +56,15 @@ async def ws_connect(
         connect_timeout=timeout,
         request_timeout=timeout,
     )
-    return await asyncio.wait_for(
-        websocket_connect(request, subprotocols=list(subprotocols) if subprotocols else None, **kw),
-        timeout,
-    )
+    try:
+        return await asyncio.wait_for(
+            websocket_connect(
+                request, subprotocols=list(subprotocols) if subprotocols else None, **kw
+            ),
+            timeout,
+        )
+    except HTTPTimeoutError as exc:  # Tornado's own connect/request timeout
+        raise asyncio.TimeoutError(str(exc)) from exc
 
 
 async def _drain(conn: WebSocketClientConnection) -> None:
