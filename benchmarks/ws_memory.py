@@ -158,7 +158,7 @@ def bookkeeping(n: int) -> float:
     import tracemalloc
 
     from tornado_kit._lifecycle import state_for
-    from tornado_kit.websocket import _Heartbeat
+    from tornado_kit._ws_runtime import Heartbeat
 
     class Stub:
         pass
@@ -166,7 +166,7 @@ def bookkeeping(n: int) -> float:
     app = Application()
     stubs = [Stub() for _ in range(n)]
     state = state_for(app)
-    hb = _Heartbeat(20.0, 20.0)
+    hb = Heartbeat(20.0, 20.0)
     hb._timer = object()  # type: ignore[assignment]  # no IOLoop needed here
     gc.collect()
     tracemalloc.start()

@@ -31,7 +31,7 @@ from tornado_kit import (
 )
 from tornado_kit._json import dumps_str, loads
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit.websocket import _STATE_KEY, _WSState
+from tornado_kit._ws_runtime import STATE_KEY, WSState
 
 Connect = Callable[..., Awaitable[WebSocketClientConnection]]
 
@@ -128,15 +128,15 @@ def app() -> Application:
     return make_app()
 
 
-def ws_state(app: Application) -> _WSState:
-    ws: _WSState = state_for(app).resources[_STATE_KEY]
+def ws_state(app: Application) -> WSState:
+    ws: WSState = state_for(app).resources[STATE_KEY]
     return ws
 
 
 def assert_registries_empty(app: Application) -> None:
     state = state_for(app)
     assert not state.connections
-    ws: _WSState | None = state.resources.get(_STATE_KEY)
+    ws: WSState | None = state.resources.get(STATE_KEY)
     if ws is None:
         return
     assert not ws.rooms

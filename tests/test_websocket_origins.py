@@ -16,12 +16,8 @@ from tornado.web import Application
 from tornado.websocket import WebSocketHandler
 
 from tornado_kit import AllowedOriginsMixin
-from tornado_kit.websocket import (
-    _envelope,
-    _open_envelope,
-    _parse_origin,
-    _parse_pattern,
-)
+from tornado_kit._origins import parse_origin, parse_pattern
+from tornado_kit._ws_runtime import envelope, open_envelope
 
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 domain = st.lists(label, min_size=1, max_size=3).map(".".join)
@@ -75,7 +71,7 @@ def test_arbitrary_origins_never_raise(origin: str) -> None:
     result = _ok(["https://example.com", "https://*.example.org"], origin)
     assert isinstance(result, bool)
     if result:
-        parsed = _parse_origin(origin)
+        parsed = parse_origin(origin)
         assert parsed is not None
         assert parsed[1] == "example.com" or parsed[1].endswith(".example.org")
 
@@ -83,11 +79,11 @@ def test_arbitrary_origins_never_raise(origin: str) -> None:
 @pytest.mark.parametrize("bad", ["example.com", "https://*", "https://a.*.com", "https://x/y", ""])
 def test_invalid_patterns_are_rejected_clearly(bad: str) -> None:
     with pytest.raises(ValueError, match="allowed_origins"):
-        _parse_pattern(bad)
+        parse_pattern(bad)
 
 
 def test_unicode_pattern_is_idna_encoded() -> None:
-    assert _parse_pattern("https://bücher.example")[1] == "xn--bcher-kva.example"
+    assert parse_pattern("https://bücher.example")[1] == "xn--bcher-kva.example"
 
 
 @settings(max_examples=100, deadline=None)
@@ -97,7 +93,7 @@ def test_unicode_pattern_is_idna_encoded() -> None:
 )
 def test_envelope_round_trip(payload: tuple[int, bytes], origin: str) -> None:
     opcode, data = payload
-    assert _open_envelope(_envelope(opcode, origin, data)) == (opcode, origin, data)
+    assert open_envelope(envelope(opcode, origin, data)) == (opcode, origin, data)
 
 
 # -- through a real server: any Origin header value gets 101 or 403, never 500 --
@@ -166,5 +162,5 @@ def test_any_origin_header_gets_101_or_403(threaded_server: int, origin: str) ->
         status = int(head.split(b" ", 2)[1])
     assert status in (101, 403), (origin, head[:200])
     if status == 101:
-        parsed = _parse_origin(origin)
+        parsed = parse_origin(origin)
         assert parsed is not None

@@ -28,25 +28,34 @@ it by accident.
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import logging
-import math
-import secrets
-import struct
 import urllib.parse
 from collections.abc import Awaitable, Collection, Coroutine
 from typing import Any
 
-from tornado.ioloop import IOLoop, PeriodicCallback
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from tornado_kit import _json
 from tornado_kit._access import add_access_field
-from tornado_kit._lifecycle import PHASE_CONNECTIONS, PHASE_RESOURCES, AppState, state_for
+from tornado_kit._lifecycle import state_for
+from tornado_kit._origins import parse_origin, parse_pattern, same_host
 from tornado_kit._settings import resolve
-from tornado_kit.broker import LocalBroker, Subscription, broker_for
+from tornado_kit._ws_runtime import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    PING_PAYLOAD,
+    ROOM_TOPIC_PREFIX,
+    STATE_KEY,
+    Beat,
+    Heartbeat,
+    WSState,
+    done_future,
+    envelope,
+    retrieve,
+    ws_state,
+)
+from tornado_kit.broker import LocalBroker, broker_for
 from tornado_kit.errors import APIError
 
 __all__ = [
@@ -55,478 +64,6 @@ __all__ = [
     "HeartbeatMixin",
     "JSONMessageMixin",
 ]
-
-log = logging.getLogger("tornado_kit.websocket")
-
-_STATE_KEY = "tornado_kit.websocket"
-#: Payload of our heartbeat pings; pongs echo it (RFC 6455 §5.5.3).
-_PING_PAYLOAD = b"tk-hb"
-#: Prefix of the broker topic that carries a room across processes.
-ROOM_TOPIC_PREFIX = "tk:room:"
-#: Version tag of the relay envelope (see :func:`_envelope`).
-_ENVELOPE_TAG = "tk1"
-
-# RFC 6455 §7.4.1 close codes.
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-
-DEFAULT_HEARTBEAT_INTERVAL = 20.0
-DEFAULT_HEARTBEAT_TIMEOUT = 20.0
-DEFAULT_MAX_PENDING_BYTES = 1024 * 1024
-
-
-# ---------------------------------------------------------------------------
-# Per-application state
-# ---------------------------------------------------------------------------
-
-
-class _Beat:
-    """Heartbeat bookkeeping of one connection (kept small: no dict, no futures)."""
-
-    __slots__ = ("last_pong", "latency", "sent", "tick", "waiting")
-
-    def __init__(self) -> None:
-        self.tick = -(1 << 30)  # tick of the last ping (never: ping at the next tick)
-        self.sent = 0.0  # IOLoop time of that ping (a float shared by all pinged then)
-        self.waiting = False
-        self.last_pong: float | None = None
-        self.latency: float | None = None
-
-
-class _Heartbeat:
-    """One timer that pings every connection sharing an (interval, timeout) pair.
-
-    The timer ticks every ``min(interval, timeout) / 2`` seconds. On a tick a
-    connection is pinged when its last ping is ``interval`` old and closed
-    with 1011 when a ping is ``timeout`` old without a pong. A new connection
-    is pinged at the first tick after it registers, so a dead peer is closed
-    within ``interval + timeout`` of the handshake. The timer runs only while
-    connections are registered.
-    """
-
-    def __init__(self, interval: float, timeout: float) -> None:
-        self.interval = interval
-        self.timeout = timeout
-        period = min(interval, timeout) / 2
-        self.ping_ticks = max(1, math.ceil(interval / period - 1e-9))
-        self.timeout_ticks = max(1, math.ceil(timeout / period - 1e-9))
-        self.period = period
-        self.ticks = 0
-        self.conns: dict[WebSocketHandler, _Beat] = {}
-        self._timer: PeriodicCallback | None = None
-
-    def add(self, handler: WebSocketHandler) -> None:
-        if handler in self.conns:
-            return
-        self.conns[handler] = _Beat()
-        if self._timer is None:
-            self._timer = PeriodicCallback(self._tick, self.period * 1000)
-            self._timer.start()
-
-    def discard(self, handler: WebSocketHandler) -> None:
-        self.conns.pop(handler, None)
-        if not self.conns:
-            self.stop()
-
-    def stop(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._timer is not None
-
-    def _tick(self) -> None:
-        self.ticks += 1
-        tick = self.ticks
-        now = IOLoop.current().time()
-        expired: list[WebSocketHandler] = []
-        broken: list[tuple[IOStream, OSError]] = []
-        for handler, beat in self.conns.items():
-            proto = handler.ws_connection
-            if proto is None or proto.stream is None or proto.is_closing():
-                continue  # handshake not done yet, or already closing
-            if beat.waiting:
-                if tick - beat.tick >= self.timeout_ticks:
-                    expired.append(handler)
-                continue
-            if tick - beat.tick >= self.ping_ticks:
-                stream = proto.stream
-                buffer = getattr(stream, "_write_buffer", None)
-                if buffer is not None and type(proto) is WebSocketProtocol13:
-                    # Pinging every connection at once: no future per ping.
-                    error = _write_prebuilt(stream, buffer, _PING_FRAME)
-                    if error is not None:
-                        broken.append((stream, error))
-                        continue
-                else:
-                    try:
-                        proto.write_ping(_PING_PAYLOAD)
-                    except (StreamClosedError, WebSocketClosedError):
-                        continue
-                beat.tick = tick
-                beat.sent = now
-                beat.waiting = True
-        for stream, error in broken:
-            stream.close(exc_info=error)
-        for handler in expired:
-            self.discard(handler)
-            log.info("closing WebSocket %s: no pong within %ss", handler.request.uri, self.timeout)
-            # RFC 6455 §7.4.1: 1011, the server cannot go on with this connection.
-            handler.close(CLOSE_INTERNAL_ERROR, "heartbeat timeout")
-
-
-class _Member:
-    """Room membership of one connection (only for BroadcastMixin users)."""
-
-    __slots__ = ("conn_id", "rooms")
-
-    def __init__(self) -> None:
-        self.rooms: set[str] = set()
-        self.conn_id: str | None = None
-
-
-class _Relay:
-    """The one broker subscription of this process for one room.
-
-    It delivers every envelope published on the room's topic (by any process,
-    this one included) to the room's local members.
-    """
-
-    def __init__(self, ws: _WSState, room: str, broker: Any) -> None:
-        self.ws = ws
-        self.room = room
-        self.broker = broker
-        self.sub: Subscription | None = None
-        self.stopped = False
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.ensure_future(self._run())
-
-    def _set_ready(self) -> None:
-        if not self.ready.done():
-            self.ready.set_result(None)
-
-    async def _run(self) -> None:
-        topic = ROOM_TOPIC_PREFIX + self.room
-        delay = 0.1
-        try:
-            while not self.stopped:
-                try:
-                    sub = await self.broker.subscribe(topic)
-                except Exception:
-                    log.exception("room %r: broker subscribe failed; retrying", self.room)
-                    self._set_ready()
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                delay = 0.1
-                self.sub = sub
-                if self._stopped():  # stop() ran while subscribing
-                    sub.close()
-                    break
-                self._set_ready()
-                try:
-                    async for raw in sub:
-                        try:
-                            self.ws.deliver_envelope(self.room, raw)
-                        except Exception:
-                            log.exception("room %r: cannot deliver a relayed message", self.room)
-                finally:
-                    sub.close()
-                if not sub.overflowed:
-                    break  # closed by stop() or by the broker's close()
-                log.warning("room %r: relay fell behind and was resubscribed", self.room)
-        finally:
-            self._set_ready()
-
-    def _stopped(self) -> bool:
-        return self.stopped
-
-    def stop(self) -> None:
-        self.stopped = True
-        if self.sub is not None:
-            self.sub.close()
-        else:
-            self.task.cancel()
-
-
-class _WSState:
-    """Everything this module keeps per application."""
-
-    def __init__(self, app_state: AppState) -> None:
-        self.app_state = app_state
-        self.heartbeats: dict[tuple[float, float], _Heartbeat] = {}
-        self.rooms: dict[str, set[WebSocketHandler]] = {}
-        self.members: dict[WebSocketHandler, _Member] = {}
-        self.ids: dict[str, WebSocketHandler] = {}
-        self.relays: dict[str, _Relay] = {}
-        self.token = secrets.token_hex(6)
-        self._seq = itertools.count(1)
-        app_state.on_shutdown(self.close_connections, PHASE_CONNECTIONS)
-        app_state.on_shutdown(self.release, PHASE_RESOURCES)
-
-    # -- connections -------------------------------------------------------
-
-    async def close_connections(self) -> None:
-        """Shutdown phase 1: close every open WebSocket with 1001 and wait briefly."""
-        closing = [
-            c
-            for c in self.app_state.connections
-            if isinstance(c, WebSocketHandler) and c.ws_connection is not None
-        ]
-        for conn in closing:
-            try:
-                # RFC 6455 §7.4.1: 1001, the server is going away.
-                conn.close(CLOSE_GOING_AWAY, "server shutting down")
-            except Exception:
-                log.exception("cannot close WebSocket %r", conn)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5.0
-        conns = self.app_state.connections
-        while any(c in conns for c in closing) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-
-    async def release(self) -> None:
-        """Shutdown phase 2: stop the timers and the relay subscriptions."""
-        for hb in self.heartbeats.values():
-            hb.stop()
-        relays = list(self.relays.values())
-        self.relays.clear()
-        for relay in relays:
-            relay.stop()
-        if relays:
-            await asyncio.gather(*(r.task for r in relays), return_exceptions=True)
-
-    def unregister(self, handler: WebSocketHandler) -> bool:
-        """Forget *handler* everywhere; return whether it was registered."""
-        was_open = handler in self.app_state.connections
-        self.app_state.connections.discard(handler)
-        for hb in self.heartbeats.values():
-            if handler in hb.conns:
-                hb.discard(handler)
-        member = self.members.pop(handler, None)
-        if member is not None:
-            if member.conn_id is not None:
-                self.ids.pop(member.conn_id, None)
-            for room in member.rooms:
-                self._remove_from_room(room, handler)
-        return was_open
-
-    # -- rooms ---------------------------------------------------------------
-
-    def join(self, handler: WebSocketHandler, room: str) -> asyncio.Future[None]:
-        member = self.members.get(handler)
-        if member is None:
-            member = self.members[handler] = _Member()
-        member.rooms.add(room)
-        conns = self.rooms.get(room)
-        if conns is None:
-            conns = self.rooms[room] = set()
-        conns.add(handler)
-        broker = broker_for(handler.application)
-        if type(broker) is not LocalBroker:
-            relay = self.relays.get(room)
-            if relay is None:
-                relay = self.relays[room] = _Relay(self, room, broker)
-            return relay.ready
-        return _done_future()
-
-    def leave(self, handler: WebSocketHandler, room: str) -> None:
-        member = self.members.get(handler)
-        if member is None or room not in member.rooms:
-            return
-        member.rooms.discard(room)
-        self._remove_from_room(room, handler)
-
-    def _remove_from_room(self, room: str, handler: WebSocketHandler) -> None:
-        conns = self.rooms.get(room)
-        if conns is None:
-            return
-        conns.discard(handler)
-        if not conns:
-            del self.rooms[room]
-            relay = self.relays.pop(room, None)
-            if relay is not None:
-                relay.stop()
-
-    def conn_id(self, handler: WebSocketHandler) -> str:
-        member = self.members.get(handler)
-        if member is None:
-            member = self.members[handler] = _Member()
-        if member.conn_id is None:
-            member.conn_id = f"{self.token}.{next(self._seq)}"
-            self.ids[member.conn_id] = handler
-        return member.conn_id
-
-    def deliver_envelope(self, room: str, raw: str) -> None:
-        opcode, origin, payload = _open_envelope(raw)
-        exclude = self.ids.get(origin) if origin else None
-        self.deliver(room, opcode, payload, exclude)
-
-    def deliver(
-        self,
-        room: str,
-        opcode: int,
-        payload: bytes,
-        exclude: WebSocketHandler | None,
-    ) -> None:
-        """Write one message to every local member of *room* (but *exclude*).
-
-        The frame is built once. For each connection without compression it
-        is written straight to the socket (or appended to the stream's buffer
-        when earlier data is still queued): no future, task or copy per
-        connection. Connections with permessage-deflate go through
-        ``write_message``. Closing connections are skipped; connections whose
-        unsent data would exceed ``max_pending_bytes`` are closed with 1013.
-        """
-        conns = self.rooms.get(room)
-        if not conns:
-            return
-        frame = _server_frame(opcode, payload)
-        size = len(frame)
-        limits: dict[type, int] = {}
-        overfull: list[WebSocketHandler] = []
-        broken: list[tuple[IOStream, OSError]] = []
-        for conn in tuple(conns):
-            if conn is exclude:
-                continue
-            proto = conn.ws_connection
-            if proto is None or proto.server_terminated or proto.client_terminated:
-                continue
-            stream = proto.stream
-            if stream is None or stream.closed():
-                continue
-            cls = type(conn)
-            limit = limits.get(cls)
-            if limit is None:
-                limit = limits[cls] = int(
-                    resolve(conn, "max_pending_bytes", DEFAULT_MAX_PENDING_BYTES)
-                )
-            buffer = getattr(stream, "_write_buffer", None)
-            pending = 0 if buffer is None else len(buffer)
-            if pending + size > limit:
-                overfull.append(conn)
-                continue
-            if (
-                buffer is None
-                or type(proto) is not WebSocketProtocol13
-                or getattr(proto, "_compressor", None) is not None
-            ):
-                _write_slow(conn, opcode, payload)
-                continue
-            error = _write_prebuilt(stream, buffer, frame)
-            if error is not None:
-                broken.append((stream, error))
-        for stream, error in broken:
-            stream.close(exc_info=error)
-        for conn in overfull:
-            log.warning(
-                "closing WebSocket %s: more than %d bytes unsent (client not reading)",
-                conn.request.uri,
-                limits.get(type(conn), DEFAULT_MAX_PENDING_BYTES),
-            )
-            # RFC 6455 §7.4.1: 1013, try again later (the server is overloaded).
-            conn.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
-
-
-def _ws_state(app: Any) -> _WSState:
-    state = state_for(app)
-    ws: _WSState | None = state.resources.get(_STATE_KEY)
-    if ws is None:
-        ws = _WSState(state)
-        state.resources[_STATE_KEY] = ws
-    return ws
-
-
-def _done_future() -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
-
-
-def _server_frame(opcode: int, payload: bytes) -> bytes:
-    """One unfragmented, unmasked server frame (RFC 6455 §5.2; servers never mask)."""
-    n = len(payload)
-    first = 0x80 | opcode  # FIN + opcode
-    if n < 126:
-        header = struct.pack("!BB", first, n)
-    elif n <= 0xFFFF:
-        header = struct.pack("!BBH", first, 126, n)
-    else:
-        header = struct.pack("!BBQ", first, 127, n)
-    return header + payload
-
-
-_PING_FRAME = _server_frame(0x9, _PING_PAYLOAD)
-
-
-def _write_prebuilt(stream: IOStream, buffer: Any, frame: bytes) -> OSError | None:
-    """Write a ready frame to *stream* without a future (Tornado's ``write()`` makes one).
-
-    *buffer* is the stream's write buffer. When it holds earlier data the
-    frame is queued behind it (order matters; the IOLoop's write handler is
-    already registered). Otherwise the frame goes straight to the socket and
-    only an unsent tail is queued, with the write handler registered, exactly
-    as ``IOStream.write`` would. Returns the error of a broken connection,
-    for the caller to close the stream after its loop.
-    """
-    size = len(frame)
-    if len(buffer):
-        buffer.append(frame)
-        stream._total_write_index += size
-        return None
-    try:
-        sent = stream.write_to_fd(frame)  # type: ignore[arg-type]
-    except BlockingIOError:
-        sent = 0
-    except OSError as exc:
-        return exc
-    if sent < size:
-        buffer.append(frame[sent:])
-        stream._total_write_index += size - sent
-        stream._add_io_state(IOLoop.WRITE)
-    return None
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A connection that closes while a message is written fails this future;
-    # fetching the exception keeps "exception was never retrieved" quiet.
-    if not future.cancelled():
-        future.exception()
-
-
-def _write_slow(conn: WebSocketHandler, opcode: int, payload: bytes) -> None:
-    """Fallback write through ``write_message`` (compression, unknown streams)."""
-    message: str | bytes = payload if opcode == 0x2 else payload.decode("utf-8")
-    try:
-        future = conn.write_message(message, binary=opcode == 0x2)
-    except (WebSocketClosedError, StreamClosedError):
-        return
-    future.add_done_callback(_retrieve)
-
-
-def _envelope(opcode: int, origin: str, payload: bytes) -> str:
-    """Encode a room message for the broker: ``tk1|t|<origin>|<text>``.
-
-    ``t`` carries UTF-8 text as is, ``b`` carries binary data in base64.
-    *origin* is the sender's connection id (``<process token>.<n>``) when it
-    asked to be excluded, else empty.
-    """
-    if opcode == 0x2:
-        return f"{_ENVELOPE_TAG}|b|{origin}|{base64.b64encode(payload).decode('ascii')}"
-    return f"{_ENVELOPE_TAG}|t|{origin}|{payload.decode('utf-8')}"
-
-
-def _open_envelope(raw: str) -> tuple[int, str, bytes]:
-    tag, kind, origin, body = raw.split("|", 3)
-    if tag != _ENVELOPE_TAG or kind not in ("t", "b"):
-        raise ValueError(f"not a tornado-kit room envelope: {raw[:40]!r}")
-    if kind == "b":
-        return 0x2, origin, base64.b64decode(body)
-    return 0x1, origin, body.encode("utf-8")
-
 
 # ---------------------------------------------------------------------------
 # The shared base: registration for shutdown and cleanup
@@ -547,7 +84,7 @@ class _TrackedWebSocket(WebSocketHandler):
         state = state_for(self.application)
         if state.shutting_down:
             raise APIError(503, "server shutting down")
-        _ws_state(self.application)
+        ws_state(self.application)
         state.connections.add(self)
         self._tk_register()
         return super().get(*args, **kwargs)
@@ -571,7 +108,7 @@ class _TrackedWebSocket(WebSocketHandler):
             self._tk_cleanup()
 
     def _tk_cleanup(self) -> None:
-        ws: _WSState | None = state_for(self.application).resources.get(_STATE_KEY)
+        ws: WSState | None = state_for(self.application).resources.get(STATE_KEY)
         if ws is None or not ws.unregister(self):
             return
         if self.get_status() == 101:
@@ -619,24 +156,24 @@ class HeartbeatMixin(_TrackedWebSocket):
     heartbeat_interval: float | None = None
     heartbeat_timeout: float | None = None
 
-    def _tk_heartbeat(self) -> _Heartbeat:
+    def _tk_heartbeat(self) -> Heartbeat:
         interval = float(resolve(self, "heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL))
         timeout = float(resolve(self, "heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT))
         if not (interval > 0 and timeout > 0):
             raise ValueError("heartbeat_interval and heartbeat_timeout must be positive")
-        ws = _ws_state(self.application)
+        ws = ws_state(self.application)
         key = (interval, timeout)
         hb = ws.heartbeats.get(key)
         if hb is None:
-            hb = ws.heartbeats[key] = _Heartbeat(interval, timeout)
+            hb = ws.heartbeats[key] = Heartbeat(interval, timeout)
         return hb
 
     def _tk_register(self) -> None:
         super()._tk_register()
         self._tk_heartbeat().add(self)
 
-    def _tk_beat(self) -> _Beat | None:
-        ws: _WSState | None = state_for(self.application).resources.get(_STATE_KEY)
+    def _tk_beat(self) -> Beat | None:
+        ws: WSState | None = state_for(self.application).resources.get(STATE_KEY)
         if ws is None:
             return None
         for hb in ws.heartbeats.values():
@@ -674,7 +211,7 @@ class HeartbeatMixin(_TrackedWebSocket):
         beat.last_pong = now
         if beat.waiting:
             beat.waiting = False
-            if data == _PING_PAYLOAD:
+            if data == PING_PAYLOAD:
                 beat.latency = now - beat.sent
 
 
@@ -750,7 +287,7 @@ class JSONMessageMixin(_TrackedWebSocket):
             future = self.write_message(message)
         except (WebSocketClosedError, StreamClosedError):
             return
-        future.add_done_callback(_retrieve)
+        future.add_done_callback(retrieve)
 
 
 class BroadcastMixin(_TrackedWebSocket):
@@ -792,17 +329,17 @@ class BroadcastMixin(_TrackedWebSocket):
         A connection that has already closed is not added.
         """
         if self._on_close_called:
-            return _done_future()
-        return _ws_state(self.application).join(self, room)
+            return done_future()
+        return ws_state(self.application).join(self, room)
 
     def leave(self, room: str) -> None:
         """Remove this connection from *room* (no error when not a member)."""
-        _ws_state(self.application).leave(self, room)
+        ws_state(self.application).leave(self, room)
 
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this connection has joined."""
-        member = _ws_state(self.application).members.get(self)
+        member = ws_state(self.application).members.get(self)
         return frozenset(member.rooms) if member is not None else frozenset()
 
     async def broadcast(self, room: str, message: Any, exclude_self: bool = True) -> None:
@@ -819,13 +356,13 @@ class BroadcastMixin(_TrackedWebSocket):
             opcode, payload = 0x2, bytes(message)
         else:
             opcode, payload = 0x1, _json.dumps(message)
-        ws = _ws_state(self.application)
+        ws = ws_state(self.application)
         broker = broker_for(self.application)
         if type(broker) is LocalBroker:
             ws.deliver(room, opcode, payload, self if exclude_self else None)
             return
         origin = ws.conn_id(self) if exclude_self else ""
-        await broker.publish(ROOM_TOPIC_PREFIX + room, _envelope(opcode, origin, payload))
+        await broker.publish(ROOM_TOPIC_PREFIX + room, envelope(opcode, origin, payload))
 
 
 class AllowedOriginsMixin(_TrackedWebSocket):
@@ -862,7 +399,7 @@ class AllowedOriginsMixin(_TrackedWebSocket):
             return None
         if isinstance(patterns, str):
             patterns = [patterns]
-        return [_parse_pattern(p) for p in patterns]
+        return [parse_pattern(p) for p in patterns]
 
     def get(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
         rules = self._tk_origin_rules()
@@ -890,11 +427,11 @@ class AllowedOriginsMixin(_TrackedWebSocket):
         return self._tk_origin_ok(origin, rules)
 
     def _tk_origin_ok(self, origin: str, rules: list[tuple[str, str, int, bool]]) -> bool:
-        parsed = _parse_origin(origin)
+        parsed = parse_origin(origin)
         if parsed is None:
             return False
         scheme, host, port = parsed
-        if _same_host(origin, self.request.headers.get("Host", "")):
+        if same_host(origin, self.request.headers.get("Host", "")):
             return True
         for r_scheme, r_host, r_port, wildcard in rules:
             if r_scheme == "*":
@@ -907,73 +444,3 @@ class AllowedOriginsMixin(_TrackedWebSocket):
             elif host == r_host:
                 return True
         return False
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
-
-
-def _split_origin(value: str) -> tuple[str, str, int] | None:
-    """``scheme://host[:port]`` -> (scheme, host, port), lower-case, default port filled."""
-    if not value.isascii() or any(c.isspace() or ord(c) < 0x20 for c in value):
-        return None
-    scheme, sep, rest = value.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in _DEFAULT_PORTS or not rest:
-        return None
-    if any(c in rest for c in "/?#@\\"):
-        return None  # RFC 6454 §6.1: an origin has no path, query or userinfo
-    try:
-        parts = urllib.parse.urlsplit(f"{scheme}://{rest}")
-        port = parts.port
-        host = parts.hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    if rest.endswith(":"):
-        return None
-    if host.startswith("[") or ":" in host:
-        ip = host.strip("[]")
-        if not all(c in "0123456789abcdef:." for c in ip):
-            return None
-        host = f"[{ip}]"
-    elif not set(host) <= _HOST_CHARS or ".." in host or host.startswith("."):
-        return None
-    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
-
-
-def _parse_origin(origin: str) -> tuple[str, str, int] | None:
-    """Normalised (scheme, host, port) of an ``Origin`` header, ``None`` if malformed."""
-    return _split_origin(origin.strip())
-
-
-def _parse_pattern(pattern: str) -> tuple[str, str, int, bool]:
-    """(scheme, host, port, wildcard) of an ``allowed_origins`` entry."""
-    if pattern == "*":
-        return "*", "", 0, False
-    wildcard = "://*." in pattern
-    text = pattern.replace("://*.", "://", 1) if wildcard else pattern
-    scheme, sep, rest = text.partition("://")
-    if sep and not rest.isascii():
-        try:
-            host, colon, port = rest.partition(":")
-            rest = host.encode("idna").decode("ascii") + colon + port
-        except UnicodeError:
-            pass
-    parsed = _split_origin(f"{scheme}{sep}{rest}")
-    if parsed is None or "*" in text:
-        raise ValueError(
-            f"invalid allowed_origins entry {pattern!r}: use 'https://host[:port]' "
-            "or 'https://*.domain'"
-        )
-    return parsed[0], parsed[1], parsed[2], wildcard
-
-
-def _same_host(origin: str, host_header: str) -> bool:
-    """Tornado's rule: the origin's host[:port] equals the ``Host`` header."""
-    try:
-        netloc = urllib.parse.urlsplit(origin).netloc.lower()
-    except ValueError:
-        return False
-    return bool(netloc) and netloc == host_header.lower()
