@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import secrets
 import time
@@ -58,6 +59,8 @@ from tornado_kit import (
     TokenAuthMixin,
     fetch_all,
 )
+
+log = logging.getLogger("examples.reference_app")
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -109,6 +112,26 @@ class Config:
 
 
 # -- helpers ------------------------------------------------------------
+
+
+async def append_feed(
+    settings: dict[str, Any], event: str, data: dict[str, Any], room: str | None = None
+) -> None:
+    """Append an event to the global feed (and to *room*'s feed).
+
+    Best effort: the feed reports changes whose source of truth is elsewhere
+    (the database, the chat room). When the event log is unreachable (Redis
+    down) the event is dropped with a warning instead of failing a request
+    whose work is already done.
+    """
+    event_log = settings["event_log"]
+    text = json.dumps(data, separators=(",", ":"))
+    try:
+        await event_log.append(FEED_TOPIC, text, event=event)
+        if room is not None:
+            await event_log.append(f"room:{room}", text, event=event)
+    except ConnectionError as exc:
+        log.warning("feed event %r dropped: %s", event, exc)
 
 
 async def _maybe_await(value: Any) -> None:
@@ -193,13 +216,9 @@ class BaseHandler(JSONBodyMixin, JSONErrorMixin, TimingMixin, ServedByMixin, Req
         store: Store = self.settings["store"]
         return store
 
-    async def publish_feed(self, event: str, data: dict[str, Any], room: str | None = None) -> None:
-        """Append an event to the global feed (and to *room*'s feed)."""
-        log = self.settings["event_log"]
-        text = json.dumps(data, separators=(",", ":"))
-        await log.append(FEED_TOPIC, text, event=event)
-        if room is not None:
-            await log.append(f"room:{room}", text, event=event)
+    async def publish_feed(self, event: str, data: dict[str, Any]) -> None:
+        """Append an event to the global live feed (best effort, see :func:`append_feed`)."""
+        await append_feed(self.settings, event, data)
 
     def int_argument(self, name: str, default: int, *, low: int, high: int) -> int:
         """A bounded integer query argument; 400 problem details otherwise."""
@@ -508,20 +527,20 @@ class ChatHandler(
 
     async def open(self) -> None:
         await _maybe_await(super().open())
-        self.join(self.room)
+        # Tornado delivers no message before open() returns: waiting for the
+        # room's broker subscription here means the client's first message
+        # (and its echo) cannot be lost.
+        try:
+            await self.join(self.room)
+        except ConnectionError:
+            log.warning("chat room %r unavailable: broker unreachable", self.room)
+            self.close(1011, "chat is unavailable right now")
 
     async def on_json(self, data: Any) -> None:
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_CHAT_TEXT:
-            await _maybe_await(
-                self.write_message(
-                    {
-                        "error": {
-                            "status": 400,
-                            "detail": f'send {{"text": ...}} with 1-{MAX_CHAT_TEXT} characters',
-                        }
-                    }
-                )
+            await self.send_error_message(
+                400, f'send {{"text": ...}} with 1-{MAX_CHAT_TEXT} characters'
             )
             return
         message = {
@@ -531,11 +550,18 @@ class ChatHandler(
             "text": text,
             "ts": time.time(),
         }
-        await self.broadcast(self.room, message, exclude_self=False)
-        log = self.settings["event_log"]
-        encoded = json.dumps(message, separators=(",", ":"))
-        await log.append(FEED_TOPIC, encoded, event="chat")
-        await log.append(f"room:{self.room}", encoded, event="chat")
+        try:
+            await self.broadcast(self.room, message, exclude_self=False)
+        except ConnectionError:
+            # The broker (Redis) is unreachable: the message reached nobody.
+            log.warning("chat message from %s not sent: broker unavailable", message["from"])
+            await self.send_error_message(503, "chat is unavailable right now; try again")
+            return
+        await append_feed(self.settings, "chat", message, room=self.room)
+
+    async def send_error_message(self, status: int, detail: str) -> None:
+        """Tell this client about a bad or failed message; the connection stays open."""
+        await _maybe_await(self.write_message({"error": {"status": status, "detail": detail}}))
 
 
 class FeedHandler(
