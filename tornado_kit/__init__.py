@@ -28,6 +28,7 @@ from tornado_kit.broker import Broker, LocalBroker
 from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
 from tornado_kit.executor import BoundedExecutor, ExecutorMixin
 from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit.redis_backend import RedisBroker, RedisEventLog
 from tornado_kit.server import serve
 from tornado_kit.sse import EventLog, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit.timing import TimingMixin
@@ -59,6 +60,8 @@ __all__ = [
     "MetricsHandler",
     "NotFoundHandler",
     "PrometheusMetrics",
+    "RedisBroker",
+    "RedisEventLog",
     "SSEMixin",
     "ServerSentEvent",
     "SignedTokenVerifier",
