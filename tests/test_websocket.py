@@ -817,3 +817,37 @@ async def test_example_chat(ws_connect: Connect, http_client: Any, base_url: str
     with pytest.raises(HTTPClientError) as info:
         await ws_connect("/chat/lobby", headers={"Origin": "https://example.com.evil.net"})
     assert info.value.code == 403
+
+
+class FailingOpen(HeartbeatMixin, BroadcastMixin, WebSocketHandler):
+    def open(self) -> None:
+        self.join("doomed")
+        raise RuntimeError("open failed")
+
+
+class FailingMessage(HeartbeatMixin, BroadcastMixin, WebSocketHandler):
+    def open(self) -> None:
+        self.join("doomed")
+
+    def on_message(self, message: str | bytes) -> None:
+        raise RuntimeError("on_message failed")
+
+
+@pytest.mark.parametrize(
+    "app",
+    [Application([("/open", FailingOpen), ("/message", FailingMessage)])],
+    indirect=False,
+)
+async def test_handler_exceptions_leave_no_registry_entries(
+    app: Application, ws_connect: Connect
+) -> None:
+    # Tornado aborts the connection and, after a failed open(), never calls on_close().
+    conn = await ws_connect("/open")
+    assert await asyncio.wait_for(conn.read_message(), 5) is None
+    await eventually(lambda: not state_for(app).connections)
+    assert_registries_empty(app)
+    conn = await ws_connect("/message")
+    await conn.write_message("x")
+    assert await asyncio.wait_for(conn.read_message(), 5) is None
+    await eventually(lambda: not state_for(app).connections)
+    assert_registries_empty(app)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections.abc import Awaitable, Collection, Coroutine
+from types import TracebackType
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -105,6 +106,25 @@ class _TrackedWebSocket(WebSocketHandler):
         super().on_finish()
         if self.get_status() != 101:
             # The handshake was refused (or failed): no connection to track.
+            self._tk_cleanup()
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().log_exception(typ, value, tb)
+        if self.get_status() == 101:
+            # Tornado logs an exception from open()/on_message() and aborts the
+            # connection; after a failed open() it never calls on_close(), so
+            # make sure the registries forget the connection.
+            IOLoop.current().add_callback(self._tk_reap)
+
+    def _tk_reap(self) -> None:
+        proto = self.ws_connection
+        stream = proto.stream if proto is not None else None
+        if stream is None or stream.closed():
             self._tk_cleanup()
 
     def _tk_cleanup(self) -> None:
