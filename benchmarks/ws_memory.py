@@ -5,6 +5,9 @@ never flatters the next), with N idle connections (default 5000) opened by a
 separate client process (``benchmarks/_ws_clients.py``) that answers pings:
 
 * ``plain``          a plain ``WebSocketHandler``, no heartbeat;
+* ``ping-only``      a control: one timer writes HeartbeatMixin's ping frame
+                     to every plain connection, without any bookkeeping (no
+                     timeout, no latency): the cost of the ping/pong traffic;
 * ``heartbeat``      ``HeartbeatMixin`` (one timer for all connections);
 * ``seed``           the seed's pattern, one ``PeriodicCallback(self.ping)``
                      per connection, started in ``open`` and stopped in ``on_close``;
@@ -49,7 +52,7 @@ from _ws_clients import raise_nofile  # noqa: E402
 from tornado_kit import HeartbeatMixin  # noqa: E402
 
 PING_INTERVAL = 1.0
-VARIANTS = ("plain", "heartbeat", "seed", "tornado-ping")
+VARIANTS = ("plain", "ping-only", "heartbeat", "seed", "tornado-ping")
 
 
 class Counted(WebSocketHandler):
@@ -86,6 +89,22 @@ class Seed(Counted):
         super().on_close()
 
 
+class PingOnly(Counted):
+    """Control: pinged by one shared timer, no per-connection bookkeeping."""
+
+    def initialize(self, counter: list[int], conns: set[WebSocketHandler]) -> None:
+        super().initialize(counter)
+        self.conns = conns
+
+    def open(self) -> None:
+        super().open()
+        self.conns.add(self)
+
+    def on_close(self) -> None:
+        self.conns.discard(self)
+        super().on_close()
+
+
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -96,6 +115,7 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
     counter = [0]
     handler: type[WebSocketHandler] = {
         "plain": Plain,
+        "ping-only": PingOnly,
         "heartbeat": Heartbeat,
         "seed": Seed,
         "tornado-ping": Plain,
@@ -103,7 +123,23 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if variant == "tornado-ping":
         settings["websocket_ping_interval"] = PING_INTERVAL
-    app = Application([("/ws", handler, {"counter": counter})], **settings)
+    kwargs: dict[str, Any] = {"counter": counter}
+    if variant == "ping-only":
+        conns: set[WebSocketHandler] = set()
+        kwargs["conns"] = conns
+
+        from tornado_kit._ws_runtime import PING_FRAME, write_prebuilt
+
+        def ping_all() -> None:
+            # HeartbeatMixin's write path (a pre-built frame, no future), no table.
+            for conn in conns:
+                proto = conn.ws_connection
+                stream = proto.stream if proto is not None else None
+                if stream is not None and not stream.closed():
+                    write_prebuilt(stream, stream._write_buffer, PING_FRAME)
+
+        PeriodicCallback(ping_all, PING_INTERVAL * 1000).start()
+    app = Application([("/ws", handler, kwargs)], **settings)
     sockets = bind_sockets(0, "127.0.0.1", backlog=4096)
     port = sockets[0].getsockname()[1]
     server = HTTPServer(app)
@@ -222,7 +258,10 @@ def main() -> None:
         extra = "" if variant == "plain" else f"   +{value - plain:5.2f} KiB over plain"
         print(f"{variant:<13} {value:6.2f} KiB{extra}")
     hb = statistics.median(results["heartbeat"]) / 1024 - plain
+    traffic = statistics.median(results["ping-only"]) / 1024 - plain
     print(f"\nHeartbeatMixin: +{hb:.2f} KiB RSS per connection over plain (target <= 0.30 KiB)")
+    print(f"  the ping/pong traffic alone (ping-only control): +{traffic:.2f} KiB")
+    print(f"  HeartbeatMixin over ping-only (its bookkeeping): +{hb - traffic:.2f} KiB")
     own = bookkeeping(args.clients)
     print(
         f"HeartbeatMixin's own per-connection state (tracemalloc): {own:.0f} bytes "
