@@ -25,6 +25,7 @@ from tornado_kit import (
     APIError,
     BroadcastMixin,
     HeartbeatMixin,
+    JSONErrorMixin,
     JSONMessageMixin,
     LocalBroker,
     TimingMixin,
@@ -851,3 +852,19 @@ async def test_handler_exceptions_leave_no_registry_entries(
     assert await asyncio.wait_for(conn.read_message(), 5) is None
     await eventually(lambda: not state_for(app).connections)
     assert_registries_empty(app)
+
+
+class ProblemOrigins(JSONErrorMixin, AllowedOriginsMixin, WebSocketHandler):
+    allowed_origins = ("https://ok.example",)
+
+
+@pytest.mark.parametrize("app", [Application([("/p", ProblemOrigins)])], indirect=False)
+async def test_refused_origin_is_a_problem_document_with_json_errors(base_url: str) -> None:
+    client, status, body = await RawClient.connect(
+        base_url, "/p", headers={"Origin": "https://evil.example"}
+    )
+    assert client is None
+    assert status == 403
+    problem = loads(body.split(b"\r\n\r\n")[-1] if b"\r\n\r\n" in body else body)
+    assert problem["status"] == 403
+    assert problem["detail"] == "cross-origin WebSocket not allowed"
