@@ -246,7 +246,10 @@ class JSONErrorMixin(RequestHandler):
             self._write_fallback(status_code)
             return
         self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
-        self.finish(body)
+        try:
+            self.finish(body)
+        except Exception:  # e.g. the connection failed while writing
+            _log.error("could not send the problem document", exc_info=True)
 
     def build_problem(self, status_code: int, exc_info: Any = None) -> dict[str, Any]:
         """Return the problem members for this error (override to add members).
