@@ -348,9 +348,8 @@ class TimingMixin(RequestHandler):
             record["spans"] = {
                 name: round(value * 1000.0, 3) for name, value in self._tk_spans.items()
             }
-        extra = access_fields(self)
-        if extra:
-            record.update(extra)
+        for name, value in access_fields(self).items():
+            record.setdefault(name, value)  # the core fields cannot be overwritten
         # makeRecord + handle instead of log(): the caller's file and line are
         # meaningless for an access record, and finding them (walking the
         # stack) is a measurable part of the per-request cost.
