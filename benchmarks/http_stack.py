@@ -10,7 +10,9 @@ One invocation starts two servers as subprocesses:
 then loads each with ``wrk`` (same ``Authorization`` header for both),
 alternating bare/stack for several rounds, for a ~20-byte and a ~1 KB JSON
 response. It prints requests/s and p99 latency per round and the median
-over rounds, with the stack/bare ratio. It also prints each server's CPU
+over rounds, with the stack/bare ratio. A third server, bare Tornado with
+its own one-line access log written to a file, is measured as a reference
+(``--no-reference`` skips it). It also prints each server's CPU
 time per request (from ``/proc``, Linux): on a shared machine the
 throughput of a run depends on what else is running, the CPU cost of a
 request much less.
@@ -61,8 +63,17 @@ def serve(kind: str, port: int, access_log: str | None) -> None:
 
     routes: list[Any]
     settings: dict[str, Any] = {}
-    if kind == "bare":
+    if kind in ("bare", "bare+log"):
         routes = [("/small", BareSmall), ("/large", BareLarge)]
+        if kind == "bare+log":
+            # Reference only: Tornado's own one-line access log, written to a file.
+            assert access_log is not None
+            handler = logging.FileHandler(access_log + ".tornado")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger = logging.getLogger("tornado.access")
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
     else:
         from tornado_kit import (
             JSONBodyMixin,
@@ -173,7 +184,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--serve", choices=["bare", "stack"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the reference server (bare Tornado with its own access log to a file)",
+    )
+    parser.add_argument("--serve", choices=["bare", "bare+log", "stack"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--access-log", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,7 +203,8 @@ def main() -> None:
 
     workdir = tempfile.mkdtemp(prefix="tk-bench-")
     access_log = os.path.join(workdir, "access.jsonl")
-    ports = {"bare": free_port(), "stack": free_port()}
+    kinds = ["bare", "stack"] if args.no_reference else ["bare", "stack", "bare+log"]
+    ports = {kind: free_port() for kind in kinds}
     procs = {
         kind: subprocess.Popen(
             [
@@ -212,11 +229,11 @@ def main() -> None:
         )
         results: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
         for size in ("small", "large"):
-            for kind in ("bare", "stack"):  # warm-up
+            for kind in kinds:  # warm-up
                 run_wrk(f"http://127.0.0.1:{ports[kind]}/{size}", 1, args.connections)
             for rnd in range(1, args.rounds + 1):
-                order = ("bare", "stack") if rnd % 2 else ("stack", "bare")
-                for kind in order:
+                shift = (rnd - 1) % len(kinds)  # rotate who goes first
+                for kind in kinds[shift:] + kinds[:shift]:
                     rps, p99, cpu = run_wrk(
                         f"http://127.0.0.1:{ports[kind]}/{size}",
                         args.duration,
@@ -226,7 +243,7 @@ def main() -> None:
                     results.setdefault((size, kind), []).append((rps, p99, cpu))
                     cpu_text = f"  server CPU {cpu:6.1f} us/req" if cpu is not None else ""
                     print(
-                        f"  round {rnd} {size:5} {kind:5} {rps:8.0f} req/s"
+                        f"  round {rnd} {size:5} {kind:8} {rps:8.0f} req/s"
                         f"  p99 {p99:7.2f} ms{cpu_text}"
                     )
         with open(access_log, encoding="utf-8") as log_file:
@@ -260,6 +277,25 @@ def main() -> None:
             "(req/s ratio: median over rounds of stack/bare measured back to back; CPU ratio:"
             " bare/stack server CPU time per request, less sensitive to other load)"
         )
+        if "bare+log" in kinds:
+            print("\nreference: bare Tornado with its own one-line access log written to a file")
+            for size in ("small", "large"):
+                ref = results[(size, "bare+log")]
+                stack = results[(size, "stack")]
+                ratio = statistics.median(s[0] / r[0] for r, s in zip(ref, stack, strict=True))
+                ref_cpu = [c for _, _, c in ref if c is not None]
+                stack_cpu = [c for _, _, c in stack if c is not None]
+                cpu_text = ""
+                if ref_cpu and stack_cpu:
+                    r_cpu, s_cpu = statistics.median(ref_cpu), statistics.median(stack_cpu)
+                    cpu_text = (
+                        f"  CPU/req {r_cpu:.1f}us vs stack {s_cpu:.1f}us ({r_cpu / s_cpu:.2f})"
+                    )
+                label = "~20 B" if size == "small" else "~1 KB"
+                print(
+                    f"{label:9} bare+log {statistics.median(r for r, _, _ in ref):8.0f} req/s,"
+                    f" stack/bare+log {ratio:.2f}{cpu_text}"
+                )
     finally:
         for proc in procs.values():
             proc.terminate()
