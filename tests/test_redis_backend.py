@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from tests._servers import RedisServer, free_port
 from tornado_kit import RedisBroker, RedisEventLog
 from tornado_kit.broker import Broker, LocalBroker, Subscription
-from tornado_kit.sse import EventLog, EventLogGap, decode_broker_message
+from tornado_kit.sse import EventLog, EventLogGap, decode_broker_message, encode_broker_message
 
 pytestmark = pytest.mark.redis
 
@@ -458,8 +459,70 @@ async def test_invalid_event_name_stores_nothing(
     assert await inspector.exists("tk:log:t") == 0
 
 
-async def test_exact_maxlen_retention_and_expired_ids(broker: RedisBroker) -> None:
-    log = RedisEventLog(broker=broker, maxlen=5, approximate=False)
+@pytest.fixture(params=["shared-client", "own-client"])
+async def make_log(
+    request: pytest.FixtureRequest, broker: RedisBroker, redis_url: str
+) -> AsyncIterator[Callable[..., RedisEventLog]]:
+    """Build logs that share the broker's client (atomic Lua append) or have their own."""
+    logs: list[RedisEventLog] = []
+
+    def make(**kwargs: Any) -> RedisEventLog:
+        url = redis_url if request.param == "own-client" else None
+        log = RedisEventLog(url, broker=broker, **kwargs)
+        logs.append(log)
+        return log
+
+    try:
+        yield make
+    finally:
+        for log in logs:
+            await log.close()
+
+
+async def test_published_message_is_the_sse_broker_format(
+    make_log: Callable[..., RedisEventLog], broker: RedisBroker
+) -> None:
+    log = make_log()
+    live = await broker.subscribe("fmt")
+    for data, event in [("x", None), ('quote " "id":"0-0" \\', "ev"), ("line\nbreak", "")]:
+        stored = await log.append("fmt", data, event=event)
+        assert (stored.data, stored.event) == (data, event)
+        assert await next_message(live) == encode_broker_message(stored)
+
+
+async def test_concurrent_appenders_publish_in_id_order(
+    broker: RedisBroker, redis_url: str
+) -> None:
+    """Two processes append to one topic at once; live subscribers see ids in order."""
+    other = RedisBroker(redis_url)
+    try:
+        log_a, log_b = RedisEventLog(broker=broker), RedisEventLog(broker=other)
+        live = await broker.subscribe("race")
+        stored = await asyncio.gather(
+            *(log_a.append("race", f"a{i}") for i in range(100)),
+            *(log_b.append("race", f"b{i}") for i in range(100)),
+        )
+        received = [decode_broker_message(await next_message(live)) for _ in range(200)]
+        ids = [stream_key(e.id or "") for e in received]
+        assert ids == sorted(ids)
+        assert sorted(received, key=lambda e: stream_key(e.id or "")) == sorted(
+            stored, key=lambda e: stream_key(e.id or "")
+        )
+    finally:
+        await other.close()
+
+
+async def test_append_on_a_closed_broker_raises(broker: RedisBroker) -> None:
+    log = RedisEventLog(broker=broker)
+    await broker.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await log.append("t", "x")
+
+
+async def test_exact_maxlen_retention_and_expired_ids(
+    make_log: Callable[..., RedisEventLog],
+) -> None:
+    log = make_log(maxlen=5, approximate=False)
     events = [await log.append("r", f"e{i}") for i in range(12)]
     # The oldest retained id resumes exactly.
     assert await log.since("r", events[7].id or "") == events[8:]
@@ -472,9 +535,9 @@ async def test_exact_maxlen_retention_and_expired_ids(broker: RedisBroker) -> No
 
 
 async def test_approximate_maxlen_keeps_at_least_maxlen(
-    broker: RedisBroker, inspector: aioredis.Redis
+    make_log: Callable[..., RedisEventLog], inspector: aioredis.Redis
 ) -> None:
-    log = RedisEventLog(broker=broker, maxlen=50)
+    log = make_log(maxlen=50)
     events = [await log.append("a", str(i)) for i in range(400)]
     length = await inspector.xlen("tk:log:a")
     assert 50 <= length < 400

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
+    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisBroker", "RedisEventLog"]
 
@@ -552,6 +553,26 @@ class RedisBroker:
 _STREAM_ID = re.compile(r"\A([0-9]{1,20})-([0-9]{1,20})\Z")
 _U64_MAX = 2**64 - 1
 
+# XADD + PUBLISH, atomically. KEYS[1]: stream; ARGV: maxlen, approximate (1/0),
+# channel, message head, message tail (the broker message around the id),
+# data, [event].
+_APPEND_LUA = """
+local xadd = {KEYS[1], 'MAXLEN'}
+if ARGV[2] == '1' then xadd[#xadd + 1] = '~' end
+xadd[#xadd + 1] = ARGV[1]
+xadd[#xadd + 1] = '*'
+xadd[#xadd + 1] = 'data'
+xadd[#xadd + 1] = ARGV[6]
+if #ARGV >= 7 then
+  xadd[#xadd + 1] = 'event'
+  xadd[#xadd + 1] = ARGV[7]
+end
+local id = redis.call('XADD', unpack(xadd))
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. id .. ARGV[5])
+return id
+"""
+_ID_PLACEHOLDER = "0-0"
+
 
 def _parse_stream_id(value: str) -> tuple[int, int] | None:
     """``(ms, seq)`` of a stream id, or ``None`` when *value* is not one."""
@@ -642,6 +663,7 @@ class RedisEventLog:
         self._url: str | None = None
         self._client: Redis | None = None
         self._owns_client = False
+        self._script: AsyncScript | None = None
         if isinstance(url_or_client, str):
             self._url = url_or_client
             self._owns_client = True
@@ -673,16 +695,30 @@ class RedisEventLog:
         ``data`` that is not a ``str`` is JSON-encoded. Invalid ``event``
         values raise :class:`ValueError` before anything is stored.
 
-        :raises ConnectionError: Redis is unreachable (nothing was stored, or
-            the event was stored but could not be published).
+        When the log shares its :class:`RedisBroker`'s client (built without a
+        URL or client, the recommended setup) both happen in one Lua script:
+        one round trip, never stored without being published, and live
+        subscribers of every process receive a topic's events in id order
+        even when several processes append concurrently. Otherwise the event
+        is stored, then published with ``broker.publish()``.
+
+        :raises ConnectionError: Redis is unreachable (nothing was stored, or,
+            with a separate broker, the event was stored but not published).
         """
         text = data if isinstance(data, str) else _json.dumps_str(data)
         draft = ServerSentEvent(text, event=event)  # validates before storing
-        fields: dict[str, str] = {"data": text}
-        if event is not None:
-            fields["event"] = event
         client = self.client
+        broker = self._broker
         try:
+            if isinstance(broker, RedisBroker) and client is broker.client:
+                atomic = self._atomic_parts(draft)
+                if atomic is not None:
+                    broker._check_open()
+                    entry_id = await self._append_atomic(client, broker, topic, draft, atomic)
+                    return dataclasses.replace(draft, id=_text(entry_id))
+            fields: dict[str, str] = {"data": text}
+            if event is not None:
+                fields["event"] = event
             entry_id = await client.xadd(
                 self._key(topic),
                 fields,  # type: ignore[arg-type]
@@ -695,8 +731,48 @@ class RedisEventLog:
                 f"Redis at {_describe(client)} is unavailable: {exc}"
             ) from exc
         stored = dataclasses.replace(draft, id=_text(entry_id))
-        await self._broker.publish(topic, encode_broker_message(stored))
+        await broker.publish(topic, encode_broker_message(stored))
         return stored
+
+    @staticmethod
+    def _atomic_parts(draft: ServerSentEvent) -> tuple[str, str] | None:
+        """The broker message of *draft* split around its id (``None``: cannot split)."""
+        text = encode_broker_message(dataclasses.replace(draft, id=_ID_PLACEHOLDER))
+        # Inside a JSON string every '"' is escaped, so this marker can only be
+        # the id member itself.
+        marker = f'"id":"{_ID_PLACEHOLDER}"'
+        at = text.find(marker)
+        if at < 0:
+            return None
+        return text[: at + len('"id":"')], text[at + len(marker) - 1 :]
+
+    async def _append_atomic(
+        self,
+        client: Redis,
+        broker: RedisBroker,
+        topic: str,
+        draft: ServerSentEvent,
+        parts: tuple[str, str],
+    ) -> Any:
+        """XADD and PUBLISH in one Lua script: one round trip, and live order = id order.
+
+        With several processes appending to one topic, separate XADD and
+        PUBLISH calls could publish in a different order than the ids were
+        issued; a client that reconnects would then get an event twice.
+        """
+        if self._script is None:
+            self._script = client.register_script(_APPEND_LUA)
+        args: list[str | int] = [
+            self.maxlen,
+            1 if self.approximate else 0,
+            broker._channel(topic).decode(),
+            parts[0],
+            parts[1],
+            draft.data,
+        ]
+        if draft.event is not None:
+            args.append(draft.event)
+        return await self._script(keys=[self._key(topic)], args=args)
 
     async def since(self, topic: str, last_id: str) -> list[ServerSentEvent]:
         """Return the events of *topic* after *last_id*, oldest first.
