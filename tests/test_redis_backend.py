@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -691,3 +694,24 @@ def test_any_last_id_never_crashes(redis_url: str, last_id: str) -> None:
             await broker.close()
 
     asyncio.run(run())
+
+
+# -- the docs page ------------------------------------------------------------------
+
+
+def test_docs_redis_snippet_prints_what_the_page_says(redis_url: str) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "brokers.md").read_text()
+    blocks = re.findall(r"```(python|text)\n(.*?)```", page, re.S)
+    at = next(i for i, (kind, code) in enumerate(blocks) if "RedisBroker(REDIS_URL)" in code)
+    snippet, (kind, expected) = blocks[at][1], blocks[at + 1]
+    assert kind == "text"
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        env=dict(os.environ, REDIS_URL=redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected

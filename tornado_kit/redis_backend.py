@@ -143,8 +143,8 @@ class RedisBroker:
     subscribes a channel when its first local subscriber appears and
     unsubscribes it when the last one leaves.
 
-    Order: messages published one after another (each ``await``\\ ed) from one
-    process arrive in that order at every subscriber.
+    Order: messages that one process publishes one after another (awaiting
+    each ``publish``) arrive in that order at every subscriber.
 
     Example::
 
