@@ -255,13 +255,13 @@ def main() -> None:
     print("\nserver RSS growth per idle connection (median), and the cost over plain")
     for variant in VARIANTS:
         value = statistics.median(results[variant]) / 1024
-        extra = "" if variant == "plain" else f"   +{value - plain:5.2f} KiB over plain"
+        extra = "" if variant == "plain" else f"   {value - plain:+5.2f} KiB over plain"
         print(f"{variant:<13} {value:6.2f} KiB{extra}")
     hb = statistics.median(results["heartbeat"]) / 1024 - plain
     traffic = statistics.median(results["ping-only"]) / 1024 - plain
-    print(f"\nHeartbeatMixin: +{hb:.2f} KiB RSS per connection over plain (target <= 0.30 KiB)")
-    print(f"  the ping/pong traffic alone (ping-only control): +{traffic:.2f} KiB")
-    print(f"  HeartbeatMixin over ping-only (its bookkeeping): +{hb - traffic:.2f} KiB")
+    print(f"\nHeartbeatMixin: {hb:+.2f} KiB RSS per connection over plain (target <= 0.30 KiB)")
+    print(f"  the ping/pong traffic alone (ping-only control): {traffic:+.2f} KiB")
+    print(f"  HeartbeatMixin over ping-only (its bookkeeping): {hb - traffic:+.2f} KiB")
     own = bookkeeping(args.clients)
     print(
         f"HeartbeatMixin's own per-connection state (tracemalloc): {own:.0f} bytes "
