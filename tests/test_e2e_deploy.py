@@ -240,9 +240,10 @@ async def warm_up(
 
 async def close_ws(conns: list[WebSocketClientConnection]) -> None:
     """Close each connection and wait for the closing handshake (its reader task ends)."""
+    open_conns = [conn for conn in conns if conn.close_code is None]
     for conn in conns:
-        conn.close()
-    for conn in conns:
+        conn.close()  # also on connections the server closed: marks them closed
+    for conn in open_conns:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(drain(conn), 5)
 
@@ -516,3 +517,56 @@ async def test_sigterm_one_backend(deployment: Deployment) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         http.close()
+
+
+async def test_one_server_with_worker_processes(tmp_path: Path, redis_url: str) -> None:
+    """Layout 1: one `--processes 2` server; its workers share rooms through Redis."""
+    port = free_port()
+    env = dict(os.environ, REFERENCE_APP_SECRET=SECRET)
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "examples.reference_app",
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--processes",
+                "2",
+                "--redis-url",
+                redis_url,
+                "--db",
+                str(tmp_path / "app.db"),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    http = AsyncHTTPClient(force_instance=True)
+    conns: list[WebSocketClientConnection] = []
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_port, port, 30)
+        base = f"http://127.0.0.1:{port}"
+        token = await sign_in(http, base, "wendy")
+        # Connections are spread over the workers by the kernel; every one of
+        # them gets every message of the room, whichever worker it is on.
+        for _ in range(8):
+            conns.append(await ws_connect(f"{base}/ws?room=w&access_token={token}"))
+        conns[0].write_message(json.dumps({"text": "to every worker"}))
+        for conn in conns:
+            message = await read_chat(conn, "to every worker")
+            assert message["from"] == "wendy"
+        proc.send_signal(signal.SIGTERM)
+        for conn in conns:
+            await asyncio.wait_for(drain(conn), 20)
+            assert conn.close_code == 1001
+        returncode = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
+        assert returncode == 0, log_path.read_text(errors="replace")
+    finally:
+        await close_ws(conns)
+        http.close()
+        stop(proc)
