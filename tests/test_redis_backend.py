@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -221,6 +222,20 @@ async def test_resubscribe_right_after_unsubscribe_receives(
         sub.close()
 
 
+async def test_subscribe_while_the_subscribe_command_is_in_flight(
+    brokers: tuple[RedisBroker, RedisBroker],
+) -> None:
+    """A second subscriber that arrives after SUBSCRIBE was sent waits for that reply."""
+    a, b = brokers
+    first = asyncio.ensure_future(a.subscribe("inflight"))
+    while b"tk:inflight" not in a._sent:  # the writer has sent SUBSCRIBE
+        await asyncio.sleep(0)
+    second = await a.subscribe("inflight")
+    await b.publish("inflight", "to both")
+    assert await next_message(second) == "to both"
+    assert await next_message(await first) == "to both"
+
+
 async def test_concurrent_subscribers_are_all_active(
     brokers: tuple[RedisBroker, RedisBroker],
 ) -> None:
@@ -375,6 +390,62 @@ async def test_redis_restart_subscribers_recover_publishers_fail_fast(
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         assert len(infos) == 1
         assert "re-subscribing 2 channel(s)" in infos[0].getMessage()
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.slow
+async def test_unresponsive_redis_is_detected_and_publishers_time_out(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frozen Redis (half-open connection: no FIN, no replies) is caught by the PING check."""
+    caplog.set_level(logging.INFO, logger="tornado_kit.redis")
+    assert redis_server.proc is not None
+    a = RedisBroker(
+        redis_server.url, timeout=0.5, reconnect_max_delay=0.3, health_check_interval=0.3
+    )
+    b = RedisBroker(redis_server.url, timeout=0.5)
+    try:
+        sub = await a.subscribe("frozen")
+        await asyncio.sleep(1.0)  # idle for several intervals: PINGs answered
+        assert a.connected
+        await b.publish("frozen", "before")
+        assert await next_message(sub) == "before"
+
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(ConnectionError, match="unavailable"):
+                await asyncio.wait_for(b.publish("frozen", "lost"), WAIT)
+
+            async def down() -> bool:
+                return not a.connected
+
+            await eventually(down)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+
+        async def recovered() -> bool:
+            return a.connected and a.subscriber_count("frozen") == 1
+
+        await eventually(recovered)
+        # A publish queued in the frozen server's socket may still arrive: read
+        # until the message sent after the recovery.
+        for _ in range(20):
+            await b.publish("frozen", "after")
+            try:
+                message = await next_message(sub, timeout=0.5)
+            except asyncio.TimeoutError:
+                continue  # re-subscription not processed yet
+            while message == "lost":
+                message = await next_message(sub)
+            assert message == "after"
+            break
+        else:
+            raise AssertionError("no message after the recovery")
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("no reply to PING" in m for m in messages), messages
+        assert any("reachable again" in m for m in messages), messages
     finally:
         await a.close()
         await b.close()
