@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -684,3 +685,50 @@ def test_docs_snippet_runs(page: str, index: int, code: str, tmp_path: Any) -> N
         assert "trace-42" in result.stdout
         assert '"path":"/users/7?access_token=REDACTED"' in result.stdout
         assert "secret" not in result.stdout
+
+
+secret_values = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.~", min_size=12, max_size=40
+)
+argument_names = st.sampled_from(
+    ["access_token", "ACCESS_TOKEN", "password", "Api_Key", "token", "secret", "key"]
+)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=argument_names,
+    value=secret_values,
+    before=st.lists(st.from_regex(r"[a-z]{1,6}=[a-z0-9]{0,6}", fullmatch=True), max_size=3),
+)
+def test_query_secret_never_reaches_the_log(
+    threaded: ThreadedServer,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    value: str,
+    before: list[str],
+) -> None:
+    caplog.clear()
+    query = "&".join([*before, f"{name}={value}"])
+    response = threaded.request("GET", "/hello?" + query, headers={"X-Request-ID": "prop-1"})
+    assert response.status == 200
+
+    def records() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.name == "tornado_kit.access" and r.access["request_id"] == "prop-1"  # type: ignore[attr-defined]
+        ]
+
+    # the server thread logs right after sending the response: wait for it
+    for _ in range(500):
+        if records():
+            break
+        time.sleep(0.01)
+    assert len(records()) == 1
+    record = records()[0]
+    assert value not in record.getMessage()
+    assert value not in json.dumps(record.access)  # type: ignore[attr-defined]
+    assert f"{name}=REDACTED" in record.access["path"]  # type: ignore[attr-defined]
