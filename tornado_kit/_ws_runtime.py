@@ -123,7 +123,7 @@ class Heartbeat:
                 continue
             if tick - beat.tick >= self.ping_ticks:
                 stream = proto.stream
-                buffer = getattr(stream, "_write_buffer", None)
+                buffer = prebuilt_buffer(stream)
                 if buffer is not None and type(proto) is WebSocketProtocol13:
                     # Pinging every connection at once: no future per ping.
                     error = write_prebuilt(stream, buffer, PING_FRAME)
@@ -373,7 +373,7 @@ class WSState:
                 limit = limits[cls] = int(
                     resolve(conn, "max_pending_bytes", DEFAULT_MAX_PENDING_BYTES)
                 )
-            buffer = getattr(stream, "_write_buffer", None)
+            buffer = prebuilt_buffer(stream)
             pending = 0 if buffer is None else len(buffer)
             if pending + size > limit:
                 overfull.append(conn)
@@ -429,6 +429,21 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
 
 
 PING_FRAME = server_frame(0x9, PING_PAYLOAD)
+
+
+def prebuilt_buffer(stream: IOStream) -> Any:
+    """The write buffer of *stream* if :func:`write_prebuilt` can use it, else ``None``.
+
+    The fast path relies on ``IOStream`` internals that Tornado 6.5 and 6.6
+    share (``_write_buffer``, ``_total_write_index``, ``_add_io_state``); a
+    stream without them gets ordinary ``write_message`` calls instead.
+    """
+    buffer = getattr(stream, "_write_buffer", None)
+    if buffer is None or not hasattr(stream, "_total_write_index"):
+        return None
+    if not hasattr(stream, "_add_io_state") or not hasattr(stream, "write_to_fd"):
+        return None
+    return buffer
 
 
 def write_prebuilt(stream: IOStream, buffer: Any, frame: bytes) -> OSError | None:
