@@ -78,15 +78,31 @@ def seed_loop(connections: list[WebSocketHandler]) -> None:
         conn.write_message(MESSAGE)
 
 
+class GCCounter:
+    """Counts the collections of each generation that start while enabled."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.enabled = False
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if self.enabled and phase == "start":
+            self.counts[info["generation"]] += 1
+
+
 async def one_round(
     mode: str,
     connections: list[WebSocketHandler],
     times: asyncio.Queue[float],
     gc_off: bool,
-) -> tuple[float, float]:
+    counter: GCCounter,
+) -> tuple[float, float, list[int]]:
     sender = connections[0]
     if gc_off:
         gc.disable()
+    counter.counts = [0, 0, 0]
+    counter.enabled = True
     try:
         start = time.monotonic()
         t0 = time.perf_counter()
@@ -97,9 +113,10 @@ async def one_round(
         loop_time = time.perf_counter() - t0
         last = await asyncio.wait_for(times.get(), 60)
     finally:
+        counter.enabled = False
         if gc_off:
             gc.enable()
-    return loop_time, last - start
+    return loop_time, last - start, counter.counts
 
 
 async def main() -> None:
@@ -149,7 +166,8 @@ async def main() -> None:
         f"(python {sys.version.split()[0]}, tornado {__import__('tornado').version})"
     )
 
-    results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, bool], list[tuple[float, float, list[int]]]] = {}
+    counter = GCCounter()
     try:
         for gc_off in (False, True):
             # Blocks, not alternation: in steady state each variant pays for
@@ -157,11 +175,11 @@ async def main() -> None:
             # otherwise land in whichever round comes next).
             for mode in ("seed", "mixin"):
                 for _ in range(2):  # warm-up
-                    await one_round(mode, connections, times, gc_off)
+                    await one_round(mode, connections, times, gc_off, counter)
                     await asyncio.sleep(0.05)
                 for _ in range(args.rounds):
                     results.setdefault((mode, gc_off), []).append(
-                        await one_round(mode, connections, times, gc_off)
+                        await one_round(mode, connections, times, gc_off, counter)
                     )
                     await asyncio.sleep(0.05)  # let the round's tasks finish
     finally:
@@ -178,14 +196,18 @@ async def main() -> None:
         return statistics.median(values) * 1000
 
     print(f"\nmedians over {args.rounds} rounds, N={n} (ms)")
-    print(f"{'GC':<10}{'variant':<16}{'server loop':>14}{'last client':>14}")
+    print(
+        f"{'GC':<10}{'variant':<16}{'server loop':>14}{'last client':>14}"
+        f"{'collections/round (gen0/1/2)':>32}"
+    )
     for gc_off in (False, True):
         label = "disabled" if gc_off else "default"
         for mode, name in (("seed", "seed loop"), ("mixin", "BroadcastMixin")):
             rows = results[(mode, gc_off)]
+            per_gen = "/".join(f"{sum(r[2][g] for r in rows) / len(rows):.1f}" for g in range(3))
             print(
                 f"{label:<10}{name:<16}{med([r[0] for r in rows]):>14.1f}"
-                f"{med([r[1] for r in rows]):>14.1f}"
+                f"{med([r[1] for r in rows]):>14.1f}{per_gen:>32}"
             )
     print(
         "\nBroadcastMixin speed-up over the seed loop (targets: >= 3x default GC, >= 1.7x GC off)"
