@@ -311,6 +311,16 @@ async def test_close_is_idempotent_and_ends_subscriptions(
     await eventually(gone)
 
 
+async def test_close_fails_a_pending_subscribe(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    pending = asyncio.ensure_future(broker.subscribe("never"))
+    await asyncio.sleep(0)  # subscribe() is waiting for its confirmation
+    await broker.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await pending
+    assert broker.subscriber_count() == 0
+
+
 async def test_given_client_is_shared_and_left_open(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     broker = RedisBroker(client=client)

@@ -287,10 +287,10 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
+        self._fail_waiters(RuntimeError("RedisBroker is closed"))
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 sub.close()
-        self._fail_waiters(RuntimeError("RedisBroker is closed"))
         tasks = {t for t in (self._reader, self._writer) if t is not None}
         self._wake_writer()
         while tasks:
