@@ -868,3 +868,46 @@ async def test_refused_origin_is_a_problem_document_with_json_errors(base_url: s
     problem = loads(body.split(b"\r\n\r\n")[-1] if b"\r\n\r\n" in body else body)
     assert problem["status"] == 403
     assert problem["detail"] == "cross-origin WebSocket not allowed"
+
+
+async def raw_socket_client(base_url: str, path: str) -> socket.socket:
+    """A bare non-blocking socket after a successful handshake (closable synchronously)."""
+    loop = asyncio.get_running_loop()
+    port = int(base_url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 4096)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+async def test_socket_reset_during_the_broadcast_loop(
+    app: Application, base_url: str, ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    keep = await ws_connect("/chat/rst")
+    gone = [await raw_socket_client(base_url, "/chat/rst") for _ in range(5)]
+    await eventually(lambda: len(ws_state(app).rooms.get("rst", ())) == 6)
+    caplog.set_level(logging.WARNING)
+    for sock in gone:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST, right now
+    # No IOLoop iteration between the resets and the loop: the server learns
+    # about them from send() itself (ECONNRESET / EPIPE) inside deliver().
+    ws_state(app).deliver("rst", 0x1, b'{"n":1}', None)
+    ws_state(app).deliver("rst", 0x1, b'{"n":2}', None)
+    assert await read_json(keep) == {"n": 1}
+    assert await read_json(keep) == {"n": 2}
+    await eventually(lambda: len(ws_state(app).rooms.get("rst", ())) == 1)
+    await asyncio.sleep(0.05)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
