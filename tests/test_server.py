@@ -250,6 +250,19 @@ def test_sigterm_to_the_parent_stops_every_worker_and_exits_0(
     assert sorted(int(p) for p in server.marker("released")) == sorted(pids)
 
 
+def test_processes_0_forks_one_worker_per_cpu(served: Callable[..., Served]) -> None:
+    cpus = os.cpu_count() or 1
+    server = served("tests._serve_app:make_app", "--processes", "0")
+    if cpus == 1:  # one per CPU is one process: served without forking
+        server.wait_ready()
+        assert server.get_json("/pid")["pid"] == server.proc.pid
+    else:
+        server.wait_ready(workers=cpus)
+        assert len(server.workers()) == cpus
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refused(
     served: Callable[..., Served], pool: ThreadPoolExecutor
 ) -> None:
@@ -359,6 +372,29 @@ def test_parent_killed_with_sigkill_leaves_no_orphan(served: Callable[..., Serve
     server.wait()
     # PR_SET_PDEATHSIG (or the getppid check) makes each worker shut down
     _gone(pids)
+
+
+def test_worker_whose_supervisor_is_gone_stops_by_itself(tmp_path: Path) -> None:
+    # The portable fallback of PR_SET_PDEATHSIG: a worker checks getppid()
+    # every second. Here it is told a supervisor pid that is not its parent.
+    port = free_port()
+    script = (
+        "import logging, sys; from tornado_kit.server import _Worker;"
+        "from tests._serve_app import make_app; logging.basicConfig(level=logging.INFO);"
+        "worker = _Worker(make_app, {}, 5.0, 'asyncio');"
+        f"sys.exit(worker.run(None, parent_pid=2**22 + 7, bind=({port}, '127.0.0.1')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"supervisor {2**22 + 7} is gone: shutting down" in result.stderr
+    assert _lines(tmp_path / "released")  # and it ran the shutdown hooks
 
 
 def test_crash_loop_is_rate_limited(tmp_path: Path) -> None:
