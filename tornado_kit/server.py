@@ -6,7 +6,7 @@ module:factory`` calls it). It does three things Tornado leaves to the user:
 * **Supervision.** With ``processes`` other than 1 the listening sockets are
   bound in the parent, then the parent forks the workers and stays behind as a
   small supervisor: it restarts a worker that crashes (with a restart-rate
-  limit), forwards SIGTERM/SIGINT to every worker and waits for them, and makes
+  limit), turns SIGTERM/SIGINT into a SIGTERM to every worker and waits, and makes
   sure no worker outlives it (``PR_SET_PDEATHSIG`` on Linux plus a periodic
   ``getppid()`` check everywhere). :func:`tornado.process.fork_processes` is
   not used: it leaves orphans when the parent is killed (Tornado #1912) and
