@@ -115,6 +115,8 @@ def test_missing_redis_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="timeout"):
         RedisBroker(timeout=0)
+    with pytest.raises(ValueError, match="max_connections"):
+        RedisBroker(max_connections=0)
     with pytest.raises(ValueError, match="maxlen"):
         RedisEventLog("redis://127.0.0.1:1/0", broker=LocalBroker(), maxlen=0)
     with pytest.raises(ValueError, match="URL or client"):
@@ -245,6 +247,23 @@ async def test_concurrent_subscribers_are_all_active(
         await b.publish(f"t{i}", f"to t{i}")
     for i, sub in enumerate(subs):
         assert await next_message(sub) == f"to t{i % 5}"
+
+
+async def test_publish_burst_queues_on_a_bounded_pool(
+    redis_url: str, inspector: aioredis.Redis
+) -> None:
+    """Thousands of concurrent publishes wait for a pooled connection, none fails."""
+    a, b = RedisBroker(redis_url, max_connections=4), RedisBroker(redis_url)
+    try:
+        sub = await b.subscribe("burst", maxsize=5000)
+        await asyncio.gather(*(a.publish("burst", str(i)) for i in range(3000)))
+        received = {await next_message(sub) for _ in range(3000)}
+        assert received == {str(i) for i in range(3000)}
+        # a: at most 4 command connections; b: its pub/sub connection; the inspector.
+        assert len(await inspector.client_list()) <= 4 + 1 + 1
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_slow_subscriber_overflows_without_hurting_others(

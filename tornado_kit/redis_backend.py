@@ -84,24 +84,30 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 
-def _make_client(url: str, timeout: float) -> Redis:
-    """A client with bounded socket timeouts and a single quick retry.
+def _make_client(url: str, timeout: float, max_connections: int) -> Redis:
+    """A client with bounded socket timeouts, a bounded pool and a single quick retry.
 
-    The retry covers a pooled connection that went stale across a Redis
-    restart (the first command after recovery succeeds); timeouts are not
-    retried, so a command is never sent twice because a reply was slow.
+    The pool blocks (up to *timeout*) instead of failing when all of its
+    *max_connections* connections are busy, so a burst of concurrent
+    publishes queues up instead of opening a connection each. The retry
+    covers a pooled connection that went stale across a Redis restart (the
+    first command after recovery succeeds); timeouts are not retried, so a
+    command is never sent twice because a reply was slow.
     """
     aioredis = _import_redis()
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    client: Redis = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (RedisConnectionError,)),
     )
+    client: Redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
     return client
 
 
@@ -132,6 +138,9 @@ class RedisBroker:
         connections the broker creates; also bounds how long ``subscribe``
         waits for Redis to confirm.
     :param reconnect_max_delay: cap of the exponential reconnect backoff.
+    :param max_connections: size of the command connection pool created from
+        *url* (concurrent publishes beyond it wait up to *timeout* for a free
+        connection).
     :param health_check_interval: an idle pub/sub connection is pinged after
         this many seconds and considered lost when the reply does not arrive
         within the same time (catches half-open TCP connections).
@@ -166,10 +175,14 @@ class RedisBroker:
         timeout: float = 5.0,
         reconnect_max_delay: float = 5.0,
         health_check_interval: float = 30.0,
+        max_connections: int = 20,
     ) -> None:
         _import_redis()
         if timeout <= 0 or reconnect_max_delay <= 0 or health_check_interval <= 0:
             raise ValueError("timeout, reconnect_max_delay and health_check_interval must be > 0")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
         self.url = url
         self.channel_prefix = channel_prefix
         self.timeout = timeout
@@ -212,7 +225,7 @@ class RedisBroker:
     def client(self) -> Redis:
         """The ``redis.asyncio.Redis`` client used for commands (created on first use)."""
         if self._client is None:
-            self._client = _make_client(self.url, self.timeout)
+            self._client = _make_client(self.url, self.timeout, self.max_connections)
         return self._client
 
     def subscriber_count(self, topic: str | None = None) -> int:
@@ -619,6 +632,7 @@ class RedisEventLog:
         usually up to 100 more); ``False`` keeps exactly *maxlen*.
     :param key_prefix: namespace of the stream keys.
     :param timeout: socket timeouts of a client created from a URL.
+    :param max_connections: pool size of a client created from a URL.
 
     :meth:`since` raises :class:`~tornado_kit.sse.EventLogGap` when it cannot
     prove the replay is complete: ``"malformed"`` for anything that is not a
@@ -647,6 +661,7 @@ class RedisEventLog:
         approximate: bool = True,
         key_prefix: str = "tk:log:",
         timeout: float = 5.0,
+        max_connections: int = 20,
     ) -> None:
         _import_redis()
         if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
@@ -660,6 +675,7 @@ class RedisEventLog:
         self.approximate = approximate
         self.key_prefix = key_prefix
         self.timeout = timeout
+        self.max_connections = max_connections
         self._url: str | None = None
         self._client: Redis | None = None
         self._owns_client = False
@@ -680,7 +696,7 @@ class RedisEventLog:
         """The ``redis.asyncio.Redis`` client (created on first use from a URL)."""
         if self._client is None:
             if self._url is not None:
-                self._client = _make_client(self._url, self.timeout)
+                self._client = _make_client(self._url, self.timeout, self.max_connections)
             else:
                 assert isinstance(self._broker, RedisBroker)
                 return self._broker.client
