@@ -108,7 +108,7 @@ class TimedChat(TimingMixin, ChatHandler):
 def make_app(**settings: Any) -> Application:
     opened: list[WebSocketHandler] = []
     settings.setdefault("heartbeat_interval", 0.2)
-    settings.setdefault("heartbeat_timeout", 0.2)
+    settings.setdefault("heartbeat_timeout", 1.0)  # generous: CI loops may stall
     app = Application(
         [
             (r"/chat/(\w+)", ChatHandler, {"opened": opened}),
@@ -618,7 +618,7 @@ async def test_class_attribute_wins_over_setting(app: Application) -> None:
     handler = Fast.__new__(Fast)
     handler.application = app
     assert handler._tk_heartbeat().interval == 0.1
-    assert handler._tk_heartbeat().timeout == 0.2
+    assert handler._tk_heartbeat().timeout == 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -672,7 +672,7 @@ def _composed_app() -> Application:
                 await self.broadcast("all", data, exclude_self=False)
 
         routes.append((f"/c{i}", Composed))
-    return Application(routes, heartbeat_interval=0.2, heartbeat_timeout=0.2)
+    return Application(routes, heartbeat_interval=0.2, heartbeat_timeout=1.0)
 
 
 @pytest.mark.parametrize("app", [_composed_app()], indirect=False)
