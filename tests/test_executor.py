@@ -20,6 +20,7 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 
 from tests import _jobs
+from tests._example_process import run_example
 from tornado_kit import (
     BoundedExecutor,
     ExecutorMixin,
@@ -101,6 +102,8 @@ def make_app(**settings: Any) -> Application:
                     self.write({"pid": await self.run_in_executor(_jobs.worker_pid)})
                 elif what == "die":
                     await self.run_in_executor(_jobs.die)
+                elif what == "runaway":
+                    await self.run_in_executor(_jobs.sleep_then, 60)
                 elif what == "bound":
                     await self.run_in_executor(self.compute)
                 elif what == "boundmsg":
@@ -499,6 +502,28 @@ async def test_process_pool_runs_module_level_functions_and_stops_with_the_serve
         await server.close_all_connections()
 
 
+async def test_a_runaway_process_job_is_terminated_when_shutdown_times_out(
+    process_app: Application, http_client: AsyncHTTPClient
+) -> None:
+    process_app.settings["executor_timeout"] = 0.2
+    sock, port = bind_unused_port()
+    server = HTTPServer(process_app)
+    server.add_sockets([sock])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        response = await get(http_client, url + "/process/pid")
+        worker = int(json.loads(response.body)["pid"])
+        assert (await get(http_client, url + "/process/runaway")).code == 504  # still running
+        server.stop()
+        await shutdown(process_app, timeout=0.3)  # gives up on the 60 s job
+        await wait_until(
+            lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
+        )
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
 # -- with JSONErrorMixin, TimingMixin and PrometheusMetrics ------------------------
 
 
@@ -580,3 +605,30 @@ class TestFullStack:
         assert by_status[503]["executor_queue"] == 1
         assert by_status[500]["executor_rejected"] is False
         assert [rec["executor_queue"] for rec in records if rec["status"] == 200] == [0, 0]
+
+
+# -- examples/06_executor.py runs on its own ----------------------------------------
+
+
+@pytest.fixture
+def example_06() -> Iterator[str]:
+    yield from run_example("06_executor.py")
+
+
+async def test_example_06_runs_on_its_own(example_06: str, http_client: AsyncHTTPClient) -> None:
+    response = await get(http_client, example_06 + "/checksum?rounds=1000")
+    assert response.code == 200
+    assert json.loads(response.body)["rounds"] == 1000
+    assert (await get(http_client, example_06 + "/checksum?rounds=x")).code == 400
+
+    flood = await asyncio.gather(
+        *(get(http_client, example_06 + "/checksum?rounds=1000000") for _ in range(10)),
+        get(http_client, example_06 + "/healthz"),
+    )
+    codes = [r.code for r in flood[:-1]]
+    assert flood[-1].code == 200
+    assert 503 in codes
+    assert set(codes) <= {200, 503, 504}
+    assert all(r.headers["Retry-After"] == "1" for r in flood[:-1] if r.code == 503)
+    stats = json.loads((await get(http_client, example_06 + "/stats")).body)
+    assert stats["rejected"] == codes.count(503)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import Application, RequestHandler
 
+from tests._example_process import run_example
 from tests._servers import free_port
 from tests._threaded_server import ThreadedServer
 from tornado_kit import UpstreamResult, fetch_all
@@ -384,3 +385,22 @@ def test_any_upstream_answer_is_described_never_raised(
         assert result.json == expected
     else:
         assert result.error
+
+
+# -- examples/07_fanout.py runs on its own ------------------------------------------
+
+
+@pytest.fixture
+def example_07() -> Iterator[str]:
+    yield from run_example("07_fanout.py")
+
+
+async def test_example_07_runs_on_its_own(example_07: str, http_client: AsyncHTTPClient) -> None:
+    response = await http_client.fetch(example_07 + "/dashboard/alice")
+    body = json.loads(response.body)
+    assert body["profile"] == {"name": "Alice", "plan": "pro"}
+    assert body["unavailable"]["stats"] == "upstream returned non-JSON (text/html)"
+    assert body["unavailable"]["orders"] in {
+        "overall timeout (0.5 s) reached",
+        "timed out after 0.5 s",
+    }

@@ -342,17 +342,24 @@ class BoundedExecutor:
         WebSockets and SSE streams are closed: requests still waiting on a job
         get its result. If the surrounding shutdown times out (this coroutine is
         cancelled), the jobs still waiting are cancelled and the pool is
-        released without waiting for the running ones.
+        released without waiting for the running ones; for a process pool the
+        workers still busy are terminated, so that a runaway job cannot keep the
+        process alive (a thread cannot be stopped: a stuck thread job still
+        delays interpreter exit).
         """
         with self._lock:
             self._closed = True
             pool = self._pool
         if pool is None:
             return
+        finished = False
         try:
             while self._inflight:
                 await asyncio.sleep(0.01)
+            finished = True
         finally:
+            if not finished and isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+                _terminate_workers(pool)  # before shutdown(), which forgets the workers
             self.shutdown(wait=False, cancel_futures=True)
 
     def __repr__(self) -> str:
@@ -361,6 +368,19 @@ class BoundedExecutor:
             f"<BoundedExecutor {self.name!r} {self.kind} workers={self.max_workers} "
             f"pending<={self.max_pending} running={s['running']} queued={s['queued']}>"
         )
+
+
+def _terminate_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Stop the worker processes of *pool* whose jobs nobody waits for any more."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 there is no public way; ``_processes`` maps pid -> Process.
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _check_picklable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
