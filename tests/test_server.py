@@ -786,3 +786,27 @@ async def test_example_08_serves_http_sse_and_websocket_then_drains(
     finally:
         client.close()
     assert await asyncio.to_thread(server.wait) == 0
+
+
+def test_signal_handlers_fall_back_where_the_loop_has_none() -> None:
+    # Windows' proactor loop has no add_signal_handler: a plain handler hands
+    # the signal to the loop thread instead.
+    from tornado_kit.server import _install_signal_handlers
+
+    class NoSignalsLoop(asyncio.SelectorEventLoop):
+        def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:
+            raise NotImplementedError
+
+    loop = NoSignalsLoop()
+    received: list[int] = []
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        restore = _install_signal_handlers(loop, [signal.SIGUSR1], received.append)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        loop.run_until_complete(asyncio.sleep(0.05))
+        restore()
+        assert received == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) == before
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        loop.close()

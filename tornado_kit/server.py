@@ -293,8 +293,7 @@ class _Worker:
         # In a worker the supervisor owns SIGINT (Ctrl-C reaches the whole
         # process group); the worker only takes SIGTERM, once.
         handled = [signal.SIGTERM] if parent_pid is not None else [signal.SIGTERM, signal.SIGINT]
-        for signum in handled:
-            loop.add_signal_handler(signum, on_signal, signum)
+        restore = _install_signal_handlers(loop, handled, on_signal)
         parent_check = None
         try:
             try:
@@ -330,8 +329,7 @@ class _Worker:
         finally:
             if parent_check is not None:
                 parent_check.stop()
-            for signum in handled:
-                loop.remove_signal_handler(signum)
+            restore()
 
     async def _build_app(self) -> Application:
         app = self.app_factory()
@@ -364,6 +362,39 @@ class _Worker:
             except Exception:
                 log.exception("on_shutdown callback %s failed", _describe(self.on_shutdown))
         log.info("process %d stopped", os.getpid())
+
+
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, signums: list[signal.Signals], callback: Callable[[int], None]
+) -> Callable[[], None]:
+    """Run *callback(signum)* on *loop* for each signal; return an undo function.
+
+    ``loop.add_signal_handler`` where the loop supports it (Unix; uvloop);
+    otherwise (Windows' proactor loop) a plain ``signal.signal`` handler that
+    hands the signal over to the loop thread.
+    """
+    try:
+        for signum in signums:
+            loop.add_signal_handler(signum, callback, signum)
+    except NotImplementedError:
+        previous = {
+            signum: signal.signal(
+                signum, lambda num, frame: loop.call_soon_threadsafe(callback, num)
+            )
+            for signum in signums
+        }
+
+        def restore_plain() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore_plain
+
+    def restore() -> None:
+        for signum in signums:
+            loop.remove_signal_handler(signum)
+
+    return restore
 
 
 def _describe(factory: object) -> str:
