@@ -162,7 +162,13 @@ function connectFeed() {
     setText("feed-status", "open");
     document.body.dataset.feed = "open";
   };
-  source.onerror = () => setText("feed-status", "reconnecting");
+  source.onerror = () => {
+    // CONNECTING: EventSource retries by itself. CLOSED: the server refused
+    // the stream (e.g. 401 for an expired token) and it will not retry.
+    const closed = source.readyState === EventSource.CLOSED;
+    setText("feed-status", closed ? "closed" : "reconnecting");
+    document.body.dataset.feed = closed ? "closed" : "reconnecting";
+  };
   source.addEventListener("chat", (event) => {
     const m = JSON.parse(event.data);
     addFeed(event.lastEventId, "chat", `${m.from} in #${m.room}: ${m.text}`);
