@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -300,6 +301,10 @@ class FeedClient:
                 await asyncio.sleep(0.1)  # EventSource's reconnection delay, shortened
 
 
+def user_ids(feed: FeedClient) -> dict[str, str | None]:
+    return {json.loads(e.data)["user"]["name"]: e.id for _, e in feed.events if e.event == "user"}
+
+
 def user_names(feed: FeedClient) -> list[str]:
     return [json.loads(e.data)["user"]["name"] for _, e in feed.events if e.event == "user"]
 
@@ -499,6 +504,13 @@ async def test_sigterm_one_backend(deployment: Deployment) -> None:
             assert len(set(ids)) == len(ids)
             as_tuples = [tuple(int(p) for p in i.split("-")) for i in ids]
             assert as_tuples == sorted(as_tuples)
+        # Two clients saw each common event under the same id, whichever
+        # backend (and Redis stream read) delivered it.
+        for one, other in itertools.pairwise(feeds):
+            ids_one, ids_other = user_ids(one), user_ids(other)
+            common = ids_one.keys() & ids_other.keys()
+            assert len(common) >= 5
+            assert {n: ids_one[n] for n in common} == {n: ids_other[n] for n in common}
         for feed in moved:
             assert feed.backends == ["a", "b"]
             assert {b for b, _ in feed.events} == {"a", "b"}

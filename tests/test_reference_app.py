@@ -801,3 +801,32 @@ async def test_redis_outage_keeps_the_api_up(
 async def drain_ws(conn: Any) -> None:
     while await conn.read_message() is not None:
         pass
+
+
+# -- deployment files ----------------------------------------------------------
+
+
+def test_systemd_unit_outlasts_the_drain() -> None:
+    unit = (Path(__file__).parent.parent / "examples/deploy/tornado-kit@.service").read_text()
+    lines = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0] not in "#;"
+    )
+    assert lines["KillSignal"] == "SIGTERM"
+    assert lines["Restart"] == "on-failure"
+    exec_start = unit.split("ExecStart=", 1)[1].split("\n\n", 1)[0]
+    assert "--port %i" in exec_start
+    drain = float(exec_start.split("--shutdown-timeout", 1)[1].split()[0])
+    assert float(lines["TimeoutStopSec"].rstrip("s")) > drain
+
+
+def test_nginx_timeouts_outlast_heartbeats_and_keepalives() -> None:
+    conf = (Path(__file__).parent.parent / "examples/deploy/nginx.conf").read_text()
+    for location in ("location = /ws", "location = /events"):
+        block = conf.split(location, 1)[1].split("}", 1)[0]
+        timeout = float(block.split("proxy_read_timeout", 1)[1].split(";")[0].strip().rstrip("s"))
+        # Defaults of heartbeat_interval (20 s) and sse_keepalive_interval (15 s).
+        assert timeout > 20
+    events = conf.split("location = /events", 1)[1].split("}", 1)[0]
+    assert "proxy_buffering off;" in events
+    assert "gzip off;" in events
+    assert "least_conn;" in conf
