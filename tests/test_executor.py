@@ -304,8 +304,9 @@ async def test_job_that_raises_gives_500_without_leaking(
     assert response.code == 500
     assert SECRET.encode() not in response.body
     assert b"ValueError" not in response.body
-    # the traceback is in the server log, where it belongs
-    assert any(SECRET in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    # the exception itself, unchanged, is in the server log, where it belongs
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert any(isinstance(e, ValueError) and SECRET in str(e) for e in logged)
 
 
 async def test_job_that_hangs_gives_504_and_its_result_is_discarded_and_logged(
@@ -622,7 +623,7 @@ async def test_example_06_runs_on_its_own(example_06: str, http_client: AsyncHTT
     assert (await get(http_client, example_06 + "/checksum?rounds=x")).code == 400
 
     flood = await asyncio.gather(
-        *(get(http_client, example_06 + "/checksum?rounds=1000000") for _ in range(10)),
+        *(get(http_client, example_06 + "/checksum?rounds=2000000") for _ in range(10)),
         get(http_client, example_06 + "/healthz"),
     )
     codes = [r.code for r in flood[:-1]]

@@ -259,7 +259,7 @@ async def test_fetches_waiting_for_a_slot_at_the_deadline_are_abandoned(
 
 
 async def test_fetches_run_concurrently_up_to_max_clients(app: Application, base_url: str) -> None:
-    urls = {f"u{i}": base_url + "/slow?s=0.1" for i in range(4)}
+    urls = {f"u{i}": base_url + "/slow?s=0.3" for i in range(4)}
     results = await fetch_all(urls)
     assert all(r.ok for r in results.values())
     assert app.settings["concurrency"]["max"] == 4
@@ -300,7 +300,7 @@ async def test_upstream_client_is_shared_per_app_bounded_and_closed_at_shutdown(
     aggregator = Application([], upstream_max_clients=2)
     client = upstream_client(aggregator)
     assert upstream_client(aggregator) is client
-    urls = {f"u{i}": base_url + "/slow?s=0.1" for i in range(3)}
+    urls = {f"u{i}": base_url + "/slow?s=0.3" for i in range(3)}
     batches = await asyncio.gather(fetch_all(urls, client=client), fetch_all(urls, client=client))
     assert all(r.ok for batch in batches for r in batch.values())
     await shutdown(aggregator)
@@ -314,7 +314,7 @@ async def test_upstream_client_bounds_connections_across_calls(
     aggregator = Application([], upstream_max_clients=2)
     try:
         client = upstream_client(aggregator)
-        urls = {f"u{i}": base_url + "/slow?s=0.1" for i in range(3)}
+        urls = {f"u{i}": base_url + "/slow?s=0.3" for i in range(3)}
         await asyncio.gather(fetch_all(urls, client=client), fetch_all(urls, client=client))
         assert app.settings["concurrency"]["max"] == 2
     finally:
