@@ -87,7 +87,13 @@ class RawStream:
             await self.reader.readuntil(b"\r\n")
             self.ended = True
             return None
-        data = await self.reader.readexactly(size + 2)
+        try:
+            data = await self.reader.readexactly(size + 2)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            # Cut off mid-chunk: keep what arrived (parse_sse drops a partial event).
+            if isinstance(exc, asyncio.IncompleteReadError):
+                self.body += exc.partial
+            return None
         self.body += data[:-2]
         return data[:-2]
 
@@ -161,7 +167,8 @@ class TopicHandler(SSEMixin, RequestHandler):
         self.settings["seen"].handlers.append(self)
         use_log = self.get_query_argument("log", "1") == "1"
         await self.stream_topic(topic, log=self.settings["event_log"] if use_log else None)
-        self.settings["seen"].done.append(self._tk_sse.reason if self._tk_sse else "?")
+        stream = self._tk_sse
+        self.settings["seen"].done.append((stream.ending or "done") if stream else "?")
 
 
 class SmallQueueHandler(TopicHandler):
@@ -666,44 +673,69 @@ async def test_client_vanishing_mid_stream_cleans_up_at_once(
     await log.append("news", "two")
 
 
-async def test_burst_overflow_ends_stream_and_client_resumes_from_log(
-    raw: Any, app: Application, log: MemoryEventLog, sse: Any
-) -> None:
-    stream = await raw("/small/burst")
-    await stream.read_events(0)
-    first = await log.append("burst", "0")
-    assert [e.data for e in await stream.read_events(1)] == ["0"]
-    # Ten events without yielding: the handler cannot keep up with a queue of 4.
-    for n in range(1, 11):
-        await log.append("burst", str(n))
-    events = await stream.read_to_end()
-    assert stream.ended  # a clean end of the response: EventSource reconnects
-    assert [e.data for e in events] == ["0"]
-    assert app.settings["seen"].done == ["overflow"]
-    assert log.broker.subscriber_count() == 0
-    # The reconnecting client gets everything it missed from the log.
-    resumed = await sse("/small/burst", count=10, headers={"Last-Event-ID": first.id or ""})
-    assert [e.data for e in resumed] == [str(n) for n in range(1, 11)]
-
-
-async def test_stuck_client_overflow_is_disconnected(
+async def test_streams_of_a_topic_share_one_subscription(
     raw: Any, app: Application, log: MemoryEventLog
 ) -> None:
-    stream = await raw("/small/stuck?log=0", rcvbuf=4096)
+    streams = [await raw("/topic/shared") for _ in range(5)]
+    for stream in streams:
+        await stream.read_events(0)
+    await eventually(lambda: len(state_for(app).connections) == 5)
+    assert log.broker.subscriber_count() == 1
+    await log.append("shared", "to all")
+    for stream in streams:
+        assert [e.data for e in await stream.read_events(1)] == ["to all"]
+    for stream in streams[:4]:
+        await stream.close()
+    await eventually(lambda: len(state_for(app).connections) == 1)
+    assert log.broker.subscriber_count() == 1  # the last stream still follows it
+    await log.append("shared", "to one")
+    assert [e.data for e in await streams[4].read_events(2)] == ["to all", "to one"]
+
+
+async def test_burst_larger_than_the_queue_reaches_a_reading_client(
+    raw: Any, app: Application, log: MemoryEventLog
+) -> None:
+    stream = await raw("/small/burst")  # sse_queue_size = 4
     await stream.read_events(0)
-    await eventually(lambda: log.broker.subscriber_count("stuck") == 1)
-    big = "x" * 65536
-    published = 0
-    while log.broker.subscriber_count("stuck") and published < 2000:
-        await log.broker.publish("stuck", big)
-        published += 1
-        await asyncio.sleep(0.001)
-    assert log.broker.subscriber_count("stuck") == 0  # overflowed
-    # The sweep disconnects it (its writes are stuck, no clean end is possible).
+    await eventually(lambda: log.broker.subscriber_count("burst") == 1)
+    for n in range(20):  # without yielding to the loop
+        await log.append("burst", str(n))
+    events = await stream.read_events(20)
+    assert [e.data for e in events] == [str(n) for n in range(20)]
+    assert app.settings["seen"].done == []  # still open
+
+
+async def test_slow_client_overflow_disconnects_and_resume_loses_nothing(
+    raw: Any, app: Application, log: MemoryEventLog, sse: Any
+) -> None:
+    seen = app.settings["seen"]
+    stream = await raw("/small/slow", rcvbuf=4096)  # sse_queue_size = 4, not reading
+    await stream.read_head()
+    await eventually(lambda: log.broker.subscriber_count("slow") == 1)
+    first = await log.append("slow", "first")
+    # Keep the server's socket buffer small so the backlog builds up quickly.
+    server_socket = seen.handlers[0].request.connection.stream.socket
+    server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = "x" * 16384
+    sent = 0
+    while state_for(app).connections and sent < 40:  # maxlen of the log is 50
+        await log.append("slow", f"{sent}:{big}")
+        sent += 1
+        await asyncio.sleep(0.005)
+    # More than 4 events held back: the client is disconnected, not buffered for.
     await eventually(lambda: not state_for(app).connections)
-    await eventually(lambda: app.settings["seen"].done == ["overflow"])
-    handler = app.settings["seen"].handlers[0]
-    assert handler.request.connection.stream.closed()
+    assert seen.done == ["overflow"]
+    assert sent < 40
+    assert log.broker.subscriber_count() == 0
+    # The client reads what reached it, then resumes from the last id it saw.
+    received = await stream.read_to_end()
+    assert not stream.ended  # cut off, not a clean end
+    last_id = received[-1].id if received else first.id
+    resumed = await sse(
+        "/small/slow", count=sent + 1 - len(received), headers={"Last-Event-ID": last_id or ""}
+    )
+    data = [e.data.split(":")[0] for e in received + resumed]
+    assert data == ["first", *[str(n) for n in range(sent)]]
 
 
 async def test_shutdown_ends_every_stream_cleanly(

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from tornado.concurrent import Future
-from tornado.ioloop import PeriodicCallback
 from tornado.iostream import StreamClosedError
 from tornado.web import GZipContentEncoding, RequestHandler
 
 from tornado_kit import _json
 from tornado_kit._access import add_access_field
-from tornado_kit._lifecycle import PHASE_CONNECTIONS, state_for
+from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
-from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, SubscriptionClosed, broker_for
+from tornado_kit._sse_fanout import Registry, Stream, registry_for
+from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, broker_for
 
 __all__ = [
     "EventLog",
@@ -378,136 +378,11 @@ class MemoryEventLog:
         return f"<MemoryEventLog topics={len(self._topics)} maxlen={self.maxlen}>"
 
 
-# -- the per-application registry of open streams --------------------------
-
-_RESOURCE_KEY = "tornado_kit.sse"
 _KEEPALIVE = b": keepalive\n\n"
-_WIRE_CACHE_SIZE = 256
 
 
-class _Stream:
-    """Per-stream state, kept off the handler's ``__dict__``."""
-
-    __slots__ = (
-        "ending",
-        "events",
-        "flushing",
-        "gone",
-        "group",
-        "in_topic",
-        "iostream",
-        "last_write",
-        "reason",
-        "registered",
-        "sub",
-    )
-
-    def __init__(self, group: _KeepaliveGroup) -> None:
-        self.group = group
-        self.sub: Any = None  # the Subscription while stream_topic() runs
-        self.in_topic = False
-        self.flushing = False  # send coroutine is awaiting flush()
-        self.gone = False  # the client closed the connection
-        self.ending: str | None = None  # why the server is ending the stream
-        self.reason = "done"
-        self.events = 0
-        self.last_write = time.monotonic()
-        self.registered = False
-        self.iostream: Any = None  # the connection's IOStream (HTTP/1)
-
-
-class _KeepaliveGroup:
-    """Every open stream with one keepalive interval, driven by ONE timer.
-
-    The timer ticks every ``interval / 2``; a stream that wrote nothing for
-    ``0.75 * interval`` gets a comment, so an idle stream gets one every
-    ``interval`` and never stays silent much longer than that. The same sweep
-    disconnects a stream whose subscription was closed (overflow, shutdown)
-    while its writes are stuck behind a client that stopped reading.
-    """
-
-    def __init__(self, registry: _Registry, interval: float) -> None:
-        self.registry = registry
-        self.interval = interval
-        self.streams: set[SSEMixin] = set()
-        self.timer = PeriodicCallback(self.tick, interval * 500.0)
-
-    def add(self, handler: SSEMixin) -> None:
-        self.streams.add(handler)
-        if not self.timer.is_running():
-            self.timer.start()
-
-    def discard(self, handler: SSEMixin) -> None:
-        self.streams.discard(handler)
-        if not self.streams:
-            self.timer.stop()
-            self.registry.groups.pop(self.interval, None)
-
-    def tick(self) -> None:
-        threshold = time.monotonic() - self.interval * 0.75
-        for handler in tuple(self.streams):
-            try:
-                handler._tk_sse_sweep(threshold)
-            except Exception:  # never let one stream stop the timer
-                _log.exception("SSE keepalive failed for %r", handler)
-
-
-class _Registry:
-    """Open SSE streams of one application (in ``state_for(app).resources``)."""
-
-    def __init__(self) -> None:
-        self.streams: set[SSEMixin] = set()
-        self.groups: dict[float, _KeepaliveGroup] = {}
-        # Broker message -> (wire bytes, id): a fan-out encodes each message
-        # once, not once per stream. LocalBroker hands every subscriber the
-        # same str object, so a lookup is a pointer comparison.
-        self.wire_cache: dict[str, tuple[bytes, str | None]] = {}
-        self._drained: asyncio.Future[None] | None = None
-
-    def group(self, interval: float) -> _KeepaliveGroup:
-        group = self.groups.get(interval)
-        if group is None:
-            group = self.groups[interval] = _KeepaliveGroup(self, interval)
-        return group
-
-    def wire(self, message: str) -> tuple[bytes, str | None]:
-        hit = self.wire_cache.get(message)
-        if hit is None:
-            hit = _wire(message)
-            if len(self.wire_cache) >= _WIRE_CACHE_SIZE:
-                self.wire_cache.clear()
-            self.wire_cache[message] = hit
-        return hit
-
-    def discard(self, handler: SSEMixin) -> None:
-        self.streams.discard(handler)
-        if not self.streams and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    async def shutdown(self) -> None:
-        """End every open stream, then wait until each has finished (PHASE_CONNECTIONS)."""
-        for handler in tuple(self.streams):
-            try:
-                handler._tk_sse_end("shutdown")
-            except Exception:
-                _log.exception("could not end SSE stream %r", handler)
-        if self.streams:
-            self._drained = asyncio.get_running_loop().create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
-        for group in tuple(self.groups.values()):
-            group.timer.stop()
-
-
-def _registry_for(handler: RequestHandler) -> _Registry:
-    state = state_for(handler.application)
-    registry: _Registry | None = state.resources.get(_RESOURCE_KEY)
-    if registry is None:
-        registry = state.resources[_RESOURCE_KEY] = _Registry()
-        state.on_shutdown(registry.shutdown, PHASE_CONNECTIONS)
-    return registry
+def _registry_for(handler: RequestHandler) -> Registry:
+    return registry_for(handler.application, _wire)
 
 
 # -- the mixin ---------------------------------------------------------------
@@ -556,7 +431,7 @@ class SSEMixin(RequestHandler):
     #: (default 1000 messages); a stream that falls further behind is ended.
     sse_queue_size: int | None = None
 
-    _tk_sse: _Stream | None = None
+    _tk_sse: Stream | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -625,12 +500,16 @@ class SSEMixin(RequestHandler):
         "last_event_id": "..."}``, followed by every event the log still
         holds; a client should drop what it derived from earlier events.
 
+        All streams of a topic share one broker subscription per application
+        (the subscriber count is the number of topics followed, not of
+        clients); each event is encoded once and written to every stream in
+        one loop. A stream whose client is slow gets events queued for it, up
+        to ``sse_queue_size`` (default 1000); beyond that the client is
+        disconnected and ``EventSource`` reconnects and resumes from the log.
+
         Returns when the stream has ended, with the response finished: the
         client left, the server shut down, the broker closed, or the client
-        fell more than ``sse_queue_size`` messages behind (its stream is
-        ended, or disconnected if its writes are stuck, and ``EventSource``
-        reconnects and resumes from the log). The subscription is closed
-        whichever way it ends.
+        fell behind. The subscription is closed when its last stream ends.
         """
         stream = self._tk_sse if self._tk_sse is not None else self._tk_sse_begin()
         if stream.in_topic:
@@ -638,75 +517,57 @@ class SSEMixin(RequestHandler):
         if stream.gone or self._finished:
             return
         stream.in_topic = True
-        registry = _registry_for(self)
+        stream.maxsize = resolve(self, "sse_queue_size", DEFAULT_MAXSIZE)
+        done = stream.done = asyncio.get_running_loop().create_future()
+        if stream.ending is not None:  # e.g. the server is already shutting down
+            done.set_result(None)
         broker = log.broker if log is not None else broker_for(self.application)
-        maxsize = resolve(self, "sse_queue_size", DEFAULT_MAXSIZE)
-        sub = await broker.subscribe(topic, maxsize=maxsize)
-        stream.sub = sub
+        last_id = self.last_event_id if log is not None else None
+        if last_id is not None:
+            # Live events wait in `pending` until the replay is written.
+            stream.pending = deque()
+            stream.replaying = True
+        hub = stream.hub = _registry_for(self).hub(broker, topic)
         try:
-            if stream.gone or stream.ending:
-                return
-            await self._tk_sse_send(b"")  # headers: EventSource fires "open"
-            replayed: set[str] | None = None
-            last_id = self.last_event_id
-            if log is not None and last_id is not None:
-                replayed = await self._tk_sse_replay(log, topic, last_id)
-            while True:
-                message = sub.get_nowait()
-                if message is None:
-                    try:
-                        message = await sub.get()
-                    except SubscriptionClosed:
-                        break
-                chunk, event_id = registry.wire(message)
-                if replayed and event_id in replayed:
-                    continue
-                flushed = self._tk_sse_push(chunk)
-                if flushed is not None:
-                    stream.flushing = True
-                    try:
-                        await flushed
-                    finally:
-                        stream.flushing = False
+            await hub.attach(self)  # subscribed first, so nothing is missed
+            if not done.done():
+                await self._tk_sse_send(b"")  # headers: EventSource fires "open"
+            if log is not None and last_id is not None and not done.done():
+                stream.replayed = await self._tk_sse_replay(log, topic, last_id)
+                stream.replaying = False
+                self._tk_sse_drain()  # live events queued meanwhile, minus the replayed
+            await done
         except StreamClosedError:
-            stream.gone = True
+            self._tk_sse_stop("client")
         finally:
-            stream.sub = None
+            hub.detach(self)
+            stream.hub = None
             stream.in_topic = False
-            sub.close()
-        if sub.overflowed:
-            stream.reason = "overflow"
+            stream.pending = None
+            stream.replaying = False
+        if stream.ending == "overflow":
             _log.warning(
-                "SSE client of %r fell %d messages behind; ending its stream", topic, maxsize
+                "SSE client of %r fell more than %d events behind; disconnected",
+                topic,
+                stream.maxsize,
             )
-        elif stream.ending:
-            stream.reason = stream.ending
-        elif stream.gone:
-            stream.reason = "client"
-        else:
-            stream.reason = "closed"  # the broker closed the subscription
         if not self._finished and not stream.gone:
             self.finish()
 
     # -- hooks ----------------------------------------------------------------
 
     def on_connection_close(self) -> None:
-        """Close the subscription and unregister at once when the client leaves.
+        """End the stream and unregister at once when the client leaves.
 
         Runs when Tornado notices the closed connection (a proxy may keep it
-        open for a while after the browser left). The access record, if
-        ``TimingMixin`` is mixed in, is written now.
+        open for a while after the browser left). ``stream_topic()`` returns
+        and the topic subscription closes if this was its last stream. The
+        access record, if ``TimingMixin`` is mixed in, is written now.
         """
         stream = self._tk_sse
         if stream is not None:
             stream.gone = True
-            sub = stream.sub
-            if sub is not None and sub.overflowed:
-                stream.reason = "overflow"  # disconnected by the sweep
-            else:
-                stream.reason = stream.ending or "client"
-            if sub is not None:
-                sub.close()
+            self._tk_sse_stop("client")
             self._tk_sse_unregister()
             log_access = getattr(self, "_tk_log_access", None)
             if log_access is not None:
@@ -721,7 +582,7 @@ class SSEMixin(RequestHandler):
 
     # -- internals ------------------------------------------------------------
 
-    def _tk_sse_begin(self) -> _Stream:
+    def _tk_sse_begin(self) -> Stream:
         """Set the stream headers and register the stream (no I/O)."""
         interval = float(resolve(self, "sse_keepalive_interval", 15.0))
         if not interval > 0:
@@ -729,16 +590,12 @@ class SSEMixin(RequestHandler):
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        # Compression would buffer events (and text/event-stream is not
-        # compressible anyway); drop Tornado's gzip transform for this response.
+        # Compression would hold events back in the compressor (and
+        # text/event-stream is not on Tornado's list anyway): drop the gzip
+        # transform for this response so nothing touches the stream.
         self._transforms = [t for t in self._transforms if not isinstance(t, GZipContentEncoding)]
-        registry = _registry_for(self)
-        group = registry.group(interval)
-        stream = self._tk_sse = _Stream(group)
-        stream.iostream = getattr(self.request.connection, "stream", None)
-        stream.registered = True
-        registry.streams.add(self)
-        group.add(self)
+        group = _registry_for(self).add(self, interval)
+        stream = self._tk_sse = Stream(group, getattr(self.request.connection, "stream", None))
         state = state_for(self.application)
         state.connections.add(self)
         if state.shutting_down:
@@ -751,19 +608,28 @@ class SSEMixin(RequestHandler):
             return
         stream.registered = False
         add_access_field(self, "sse_events", stream.events)
-        add_access_field(self, "sse_end", stream.reason)
-        stream.group.discard(self)
-        stream.group.registry.discard(self)
+        add_access_field(self, "sse_end", stream.ending or "done")
+        stream.group.registry.discard(self, stream.group)
         state_for(self.application).connections.discard(self)
 
-    def _tk_sse_push(self, chunk: bytes) -> Future[None] | None:
+    def _tk_sse_stop(self, reason: str) -> None:
+        """Record why the stream ends (the first reason wins) and wake ``stream_topic()``."""
+        stream = self._tk_sse
+        if stream is None:
+            return
+        if stream.ending is None:
+            stream.ending = reason
+        done = stream.done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _tk_sse_push(self, chunk: bytes, count: int = 1) -> Future[None] | None:
         """Write and flush *chunk*; return the flush future only when it must be awaited.
 
         When the socket took every byte at once (the usual case) there is
-        nothing to wait for, so the caller skips an await and a task wake-up
-        per event; the future is returned only while bytes are queued for a
-        slow client (that await is the back-pressure that makes a bounded
-        subscription queue overflow).
+        nothing to wait for, so callers skip an await (and a task wake-up per
+        event); the future is returned only while bytes are still queued for
+        a slow client.
         """
         stream = self._tk_sse
         if stream is None:
@@ -772,7 +638,7 @@ class SSEMixin(RequestHandler):
             raise StreamClosedError()
         if chunk:
             self.write(chunk)
-            stream.events += 1
+            stream.events += count
         stream.last_write = time.monotonic()
         flushed = self.flush()
         iostream = stream.iostream
@@ -789,18 +655,82 @@ class SSEMixin(RequestHandler):
         if flushed is not None:
             # While this await is pending nothing else may write: Tornado's
             # HTTP1Connection keeps one write future, and a second write would
-            # orphan ours. The keepalive sweep and shutdown check this flag.
+            # orphan ours. The hub, the keepalive sweep and shutdown check it.
             stream.flushing = True
             try:
                 await flushed
             finally:
                 stream.flushing = False
-        if stream.ending and not stream.in_topic and not self._finished:
+            if stream.pending is not None and not stream.replaying:
+                self._tk_sse_drain()  # live events that arrived during the await
+        if stream.ending and not stream.gone and not stream.in_topic and not self._finished:
             # Shutdown arrived while this event was being flushed.
-            stream.reason = stream.ending
             self.finish()
 
+    def _tk_sse_deliver(self, chunk: bytes, event_id: str | None) -> None:
+        """Called by the topic hub for each live event (never awaits)."""
+        stream = self._tk_sse
+        if stream is None or stream.ending is not None:
+            return
+        pending = stream.pending
+        if pending is None and stream.flushing:
+            pending = stream.pending = deque()
+        if pending is not None:
+            if len(pending) >= stream.maxsize:
+                self._tk_sse_overflow()
+            else:
+                pending.append((chunk, event_id))
+            return
+        replayed = stream.replayed
+        if replayed and event_id in replayed:
+            return
+        try:
+            flushed = self._tk_sse_push(chunk)
+        except StreamClosedError:
+            self._tk_sse_stop("client")
+            return
+        if flushed is not None:
+            # The client did not take it all: hold further events back until
+            # this write completes.
+            stream.pending = deque()
+            flushed.add_done_callback(self._tk_sse_drain)
+
+    def _tk_sse_drain(self, _flushed: object = None) -> None:
+        """Write the events held back (after a backlog or the replay), in one write."""
+        stream = self._tk_sse
+        if stream is None or stream.replaying or stream.flushing:
+            return
+        pending, stream.pending = stream.pending, None
+        if stream.ending is not None or self._finished or not pending:
+            return
+        replayed = stream.replayed
+        chunks = [chunk for chunk, eid in pending if not (replayed and eid in replayed)]
+        if not chunks:
+            return
+        try:
+            flushed = self._tk_sse_push(b"".join(chunks), len(chunks))
+        except StreamClosedError:
+            self._tk_sse_stop("client")
+            return
+        if flushed is not None:
+            stream.pending = deque()
+            flushed.add_done_callback(self._tk_sse_drain)
+
+    def _tk_sse_overflow(self) -> None:
+        """More than ``sse_queue_size`` events are held back: give up on this client."""
+        stream = self._tk_sse
+        assert stream is not None
+        self._tk_sse_stop("overflow")
+        stream.pending = None
+        iostream = stream.iostream
+        if iostream is not None and iostream.writing():
+            # Bytes are stuck behind a client that does not read: no clean
+            # end is possible, disconnect (on_connection_close follows).
+            iostream.close()
+
     async def _tk_sse_replay(self, log: EventLog, topic: str, last_id: str) -> set[str]:
+        stream = self._tk_sse
+        assert stream is not None
         try:
             events = await log.since(topic, last_id)
         except EventLogGap as gap:
@@ -809,27 +739,27 @@ class SSEMixin(RequestHandler):
             notice = {"reason": gap.reason, "last_event_id": last_id}
             await self._tk_sse_send(ServerSentEvent(_json.dumps_str(notice), "reset").encode())
         for event in events:
+            if stream.ending is not None:
+                break
             await self._tk_sse_send(event.encode())
         return {event.id for event in events if event.id is not None}
 
     def _tk_sse_sweep(self, threshold: float) -> None:
-        """Keepalive timer tick for this stream (see :class:`_KeepaliveGroup`)."""
+        """Keepalive timer tick for this stream (see ``KeepaliveGroup``)."""
         stream = self._tk_sse
-        iostream = stream.iostream if stream is not None else None
-        if stream is None or self._finished or iostream is None or iostream.closed():
+        if stream is None or self._finished or stream.gone:
             return
-        if stream.flushing or iostream.writing():
-            # Bytes are still queued for the client, so it is not idle. If the
-            # stream should end (overflow, shutdown) it cannot end cleanly
-            # behind a client that stopped reading: disconnect it.
-            if (stream.sub is not None and stream.sub.closed) or stream.ending:
-                iostream.close()
+        iostream = stream.iostream
+        if iostream is None or iostream.closed():
             return
+        if stream.flushing or stream.pending is not None or iostream.writing():
+            return  # bytes are on their way: the stream is not idle
         if stream.last_write <= threshold:
             stream.last_write = time.monotonic()
             self.write(_KEEPALIVE)
-            # Not awaited: a closed stream resolves the future with an
-            # exception Tornado marks as retrieved.
+            # Not awaited: nothing waits on this stream's writes right now
+            # (checked above), and a closed stream's future is already failed
+            # and marked retrieved by Tornado.
             self.flush()
 
     def _tk_sse_end(self, reason: str) -> None:
@@ -837,16 +767,13 @@ class SSEMixin(RequestHandler):
         stream = self._tk_sse
         if stream is None or stream.gone or self._finished:
             return
-        stream.ending = reason
+        self._tk_sse_stop(reason)
         iostream = stream.iostream
         if iostream is not None and iostream.writing():
             iostream.close()  # stuck behind a slow client: on_connection_close follows
             return
         if stream.in_topic:
-            if stream.sub is not None:
-                stream.sub.close()  # stream_topic() wakes up and finishes
-            return
+            return  # stream_topic() wakes up and finishes the response
         if not stream.flushing:
-            stream.reason = reason
             self.finish()
         # else: _tk_sse_send() finishes the response when its flush returns.
