@@ -104,10 +104,16 @@ def serve(mode: str, port: int, rounds: int) -> None:
             if self.get_status() == 200 and self.request.path == "/work":
                 accepted.append(self.request.request_time())
 
+    seed_inflight = [0]
+
     class SeedHandler(Measured):
         async def get(self) -> None:
             loop = asyncio.get_event_loop()
-            self.write(await loop.run_in_executor(seed_pool, cpu_job, rounds))
+            seed_inflight[0] += 1
+            try:
+                self.write(await loop.run_in_executor(seed_pool, cpu_job, rounds))
+            finally:
+                seed_inflight[0] -= 1
 
     class BoundedHandler(ExecutorMixin, Measured):
         async def get(self) -> None:
@@ -117,7 +123,10 @@ def serve(mode: str, port: int, rounds: int) -> None:
         def get(self) -> None:
             data = sorted(accepted)
             accepted.clear()
-            self.write({"accepted": len(data), "p50": _pct(data, 50), "p99": _pct(data, 99)})
+            busy = executor.running if mode == "bounded" else seed_inflight[0]
+            self.write(
+                {"accepted": len(data), "p50": _pct(data, 50), "p99": _pct(data, 99), "busy": busy}
+            )
 
     executor = BoundedExecutor(max_workers=2, max_pending=2, kind="process", name="bench")
     app = Application(
@@ -231,6 +240,11 @@ class Server:
         get_json(self.base + "/stats")
 
     def measure(self, connections: int, duration: float) -> dict[str, Any]:
+        # wrk closes its connections at the end of a run with requests in
+        # flight; let their jobs drain so that they do not count against the
+        # next run (they would hold executor slots and cause early 503s).
+        while get_json(self.base + "/stats")["busy"]:
+            time.sleep(0.05)
         figures: dict[str, Any] = run_wrk(self.base + "/work", connections, duration)
         server = get_json(self.base + "/stats")
         figures["accepted_rps"] = server["accepted"] / duration

@@ -500,10 +500,10 @@ def executor_for(app: Application) -> BoundedExecutor:
 def _register_shutdown(app: Application, executor: BoundedExecutor) -> None:
     """Shut *executor* down when *app*'s server stops (once per app and executor)."""
     state = state_for(app)
-    registered: set[int] = state.resources.setdefault(_REGISTERED_KEY, set())
-    if id(executor) in registered:
+    registered: list[BoundedExecutor] = state.resources.setdefault(_REGISTERED_KEY, [])
+    if any(known is executor for known in registered):
         return
-    registered.add(id(executor))
+    registered.append(executor)
     state.on_shutdown(executor.aclose, PHASE_RESOURCES)
 
 
