@@ -79,14 +79,18 @@ class Served:
             argv += ["--port", "{port}", "--address", "127.0.0.1", *args]
         # "{port}" in argv or env values stands for the free port
         env = {k: v.format(port=self.port) for k, v in (env or {}).items()}
-        self.proc = subprocess.Popen(
-            [arg.format(port=self.port) for arg in argv],
-            cwd=cwd,
-            env={**os.environ, "SERVE_TEST_DIR": str(tmp_path), **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [arg.format(port=self.port) for arg in argv],
+                cwd=cwd,
+                env={**os.environ, "SERVE_TEST_DIR": str(tmp_path), **env},
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            self._log.close()
+            raise
         self.parent = psutil.Process(self.proc.pid)
 
     # -- observing -------------------------------------------------------
