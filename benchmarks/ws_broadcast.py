@@ -11,11 +11,12 @@ and writes it straight to each socket.
 
 Both run against the same N connections (default 5000), opened by a
 separate client process (``benchmarks/_ws_clients.py``, epoll, loopback),
-in blocks of rounds per variant (so that each pays for its own garbage),
-first with Python's default GC settings, then with the GC disabled during
-the loops. For each round it measures:
+interleaved round by round (each timed round follows an untimed round of
+the same variant, so that it pays for its own garbage), first with Python's
+default GC settings, then with the GC disabled during the loops. For each round it measures:
 
-* server loop time: the broadcast call / the seed loop, on the server;
+* server loop time: the broadcast call / the seed loop, on the server, as
+  wall time and as the thread's CPU time (robust when the machine is busy);
 * delivery time: from the start of the loop until the client process has
   received the frame on the last connection (``time.monotonic`` is
   system-wide, so the two processes share the clock).
@@ -97,7 +98,7 @@ async def one_round(
     times: asyncio.Queue[float],
     gc_off: bool,
     counter: GCCounter,
-) -> tuple[float, float, list[int]]:
+) -> tuple[float, float, list[int], float]:
     sender = connections[0]
     if gc_off:
         gc.disable()
@@ -106,17 +107,19 @@ async def one_round(
     try:
         start = time.monotonic()
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         if mode == "mixin":
             await sender.broadcast("lobby", MESSAGE, exclude_self=False)  # type: ignore[attr-defined]
         else:
             seed_loop(connections)
         loop_time = time.perf_counter() - t0
+        loop_cpu = time.thread_time() - c0
         last = await asyncio.wait_for(times.get(), 60)
     finally:
         counter.enabled = False
         if gc_off:
             gc.enable()
-    return loop_time, last - start, counter.counts
+    return loop_time, last - start, counter.counts, loop_cpu
 
 
 async def main() -> None:
@@ -170,14 +173,16 @@ async def main() -> None:
     counter = GCCounter()
     try:
         for gc_off in (False, True):
-            # Blocks, not alternation: in steady state each variant pays for
-            # its own garbage (a full GC triggered by the seed's tasks would
-            # otherwise land in whichever round comes next).
+            # Interleaved so that both variants see the same machine load; each
+            # timed round follows an untimed round of the same variant, so it
+            # pays for its own garbage (not for a full GC that the previous
+            # variant's tasks made due).
             for mode in ("seed", "mixin"):
-                for _ in range(2):  # warm-up
+                await one_round(mode, connections, times, gc_off, counter)  # warm-up
+            for _ in range(args.rounds):
+                for mode in ("seed", "mixin"):
                     await one_round(mode, connections, times, gc_off, counter)
                     await asyncio.sleep(0.05)
-                for _ in range(args.rounds):
                     results.setdefault((mode, gc_off), []).append(
                         await one_round(mode, connections, times, gc_off, counter)
                     )
@@ -197,8 +202,8 @@ async def main() -> None:
 
     print(f"\nmedians over {args.rounds} rounds, N={n} (ms)")
     print(
-        f"{'GC':<10}{'variant':<16}{'server loop':>14}{'last client':>14}"
-        f"{'collections/round (gen0/1/2)':>32}"
+        f"{'GC':<10}{'variant':<16}{'loop wall':>11}{'loop CPU':>10}{'last client':>13}"
+        f"{'GC runs/round (gen0/1/2)':>27}"
     )
     for gc_off in (False, True):
         label = "disabled" if gc_off else "default"
@@ -206,8 +211,9 @@ async def main() -> None:
             rows = results[(mode, gc_off)]
             per_gen = "/".join(f"{sum(r[2][g] for r in rows) / len(rows):.1f}" for g in range(3))
             print(
-                f"{label:<10}{name:<16}{med([r[0] for r in rows]):>14.1f}"
-                f"{med([r[1] for r in rows]):>14.1f}{per_gen:>32}"
+                f"{label:<10}{name:<16}{med([r[0] for r in rows]):>11.1f}"
+                f"{med([r[3] for r in rows]):>10.1f}{med([r[1] for r in rows]):>13.1f}"
+                f"{per_gen:>27}"
             )
     print(
         "\nBroadcastMixin speed-up over the seed loop (targets: >= 3x default GC, >= 1.7x GC off)"
@@ -216,9 +222,11 @@ async def main() -> None:
         label = "GC disabled" if gc_off else "default GC"
         seed = results[("seed", gc_off)]
         mixin = results[("mixin", gc_off)]
-        loop_ratio = med([r[0] for r in seed]) / med([r[0] for r in mixin])
-        last_ratio = med([r[1] for r in seed]) / med([r[1] for r in mixin])
-        print(f"{label:<12} server loop {loop_ratio:5.2f}x   last client {last_ratio:5.2f}x")
+        ratios = [med([r[i] for r in seed]) / med([r[i] for r in mixin]) for i in (0, 3, 1)]
+        print(
+            f"{label:<12} loop wall {ratios[0]:5.2f}x   loop CPU {ratios[1]:5.2f}x"
+            f"   last client {ratios[2]:5.2f}x"
+        )
 
 
 if __name__ == "__main__":
