@@ -858,3 +858,55 @@ def test_round_trip_property(
         assert event.event == (spec.get("event") or None)
         assert event.id == last_id
         assert event.retry == spec.get("retry")
+
+
+# -- examples/05_sse_feed.py ---------------------------------------------------------
+
+
+def _example_app() -> Application:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "05_sse_feed.py"
+    spec = importlib.util.spec_from_file_location("example_05_sse_feed", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app: Application = module.make_app()
+    return app
+
+
+@pytest.mark.parametrize("app", [_example_app()], indirect=False)
+async def test_example_feed(sse: Any, http_client: Any, base_url: str, app: Application) -> None:
+    page = await http_client.fetch(base_url + "/")
+    assert b"new EventSource" in page.body
+
+    async def post(body: Any) -> Any:
+        return await http_client.fetch(
+            base_url + "/stories",
+            method="POST",
+            body=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            raise_error=False,
+        )
+
+    first = json.loads((await post({"headline": "one"})).body)["id"]
+    await post({"headline": "two"})
+    bad = await post({"headline": ""})
+    assert bad.code == 422
+    assert bad.headers["Content-Type"].startswith("application/problem+json")
+
+    async def publish_later() -> None:
+        await eventually(lambda: state_for(app).connections)
+        await post({"headline": "three"})
+
+    task = asyncio.ensure_future(publish_later())
+    events = await sse("/feed", count=2, headers={"Last-Event-ID": first})
+    await task
+    assert [(e.event, json.loads(e.data)["headline"]) for e in events] == [
+        ("story", "two"),
+        ("story", "three"),
+    ]
+    reset = await sse("/feed", count=4, headers={"Last-Event-ID": "junk"})
+    assert [e.event for e in reset] == ["reset", "story", "story", "story"]
