@@ -273,6 +273,27 @@ def test_unpicklable_process_jobs_raise_type_error_before_queuing() -> None:
         pool.shutdown()
 
 
+async def test_a_plain_pool_in_the_executor_setting_is_a_clear_type_error(
+    release: threading.Event, http_client: AsyncHTTPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)  # what Tornado's @run_on_executor convention uses
+    app = make_app(executor=pool, release=release)
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        response = await get(http_client, f"http://127.0.0.1:{port}/square/2")
+        assert response.code == 500
+        assert "needs a BoundedExecutor" in caplog.text
+        assert "not ThreadPoolExecutor" in caplog.text
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        pool.shutdown()
+
+
 def test_submit_after_shutdown_is_refused() -> None:
     pool = BoundedExecutor(max_workers=1)
     assert pool.submit(_jobs.square, 5).result(10) == 25

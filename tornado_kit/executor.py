@@ -489,7 +489,7 @@ def executor_for(app: Application) -> BoundedExecutor:
     """
     executor = app.settings.get("executor")
     if executor is not None:
-        return executor  # type: ignore[no-any-return]
+        return executor  # type: ignore[no-any-return]  # checked by the caller
     state = state_for(app)
     default: BoundedExecutor | None = state.resources.get(_DEFAULT_KEY)
     if default is None:
@@ -570,9 +570,14 @@ class ExecutorMixin:
         methods are fine on a thread executor, but a process executor needs a
         picklable module-level function (else :class:`TypeError`, a 500).
         """
-        executor: BoundedExecutor = resolve(self, "executor", None) or executor_for(
-            self.application
-        )
+        executor: Any = resolve(self, "executor", None) or executor_for(self.application)
+        if not isinstance(executor, BoundedExecutor):
+            # e.g. a ThreadPoolExecutor kept in ``executor`` for Tornado's
+            # @run_on_executor: it has no bound, no counters and no shutdown hook.
+            raise TypeError(
+                f"ExecutorMixin needs a BoundedExecutor in the `executor` class attribute "
+                f"or setting, not {type(executor).__name__}"
+            )
         _register_shutdown(self.application, executor)
         timeout: float | None = resolve(self, "executor_timeout", None)
         metrics: Any = resolve(self, "metrics", None)
