@@ -368,6 +368,21 @@ def test_worker_killed_with_sigkill_is_restarted(
     assert server.wait() == 0
 
 
+def test_worker_stopped_cleanly_is_not_replaced_and_the_last_one_ends_the_supervisor(
+    served: Callable[..., Served],
+) -> None:
+    server = served("tests._serve_app:make_app", "--processes", "2")
+    server.wait_ready(workers=2)
+    first, second = server.workers()
+    first.send_signal(signal.SIGTERM)  # an operator stops one worker on purpose
+    _wait_until(lambda: "exited cleanly; not replaced" in server.log, what="clean exit")
+    assert [p.pid for p in server.workers()] == [second.pid]
+    assert server.get_json("/pid")["pid"] == second.pid
+    second.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert len(server.marker("factory_calls")) == 2
+
+
 def test_parent_killed_with_sigkill_leaves_no_orphan(served: Callable[..., Served]) -> None:
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
