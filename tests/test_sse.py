@@ -176,6 +176,10 @@ class SmallQueueHandler(TopicHandler):
     sse_keepalive_interval = 0.1
 
 
+class BusyHandler(TopicHandler):
+    sse_keepalive_interval = 0.5
+
+
 class KeepaliveHandler(SSEMixin, RequestHandler):
     sse_keepalive_interval = 0.1
 
@@ -241,6 +245,7 @@ def make_app(**settings: Any) -> Application:
         [
             (r"/topic/(\w+)", TopicHandler),
             (r"/small/(\w+)", SmallQueueHandler),
+            (r"/busy/(\w+)", BusyHandler),
             (r"/keepalive", KeepaliveHandler),
             (r"/send", SendHandler),
             (r"/loop", LoopHandler),
@@ -508,14 +513,17 @@ async def test_keepalive_interval_from_settings() -> None:
 
 
 async def test_busy_stream_gets_no_keepalive(raw: Any, log: MemoryEventLog) -> None:
-    stream = await raw("/small/busy?log=0")
+    stream = await raw("/busy/busy?log=0")  # keepalive interval 0.5 s
     await stream.read_events(0)
     for n in range(15):
         await log.broker.publish("busy", str(n))
-        await asyncio.sleep(0.02)  # well under the 0.1 s interval
+        await asyncio.sleep(0.04)  # far more often than the interval
     events = await stream.read_events(15)
     assert [e.data for e in events] == [str(n) for n in range(15)]
     assert b"keepalive" not in stream.body
+    # Once idle, the keepalive comes.
+    while b": keepalive\n\n" not in stream.body:
+        assert await asyncio.wait_for(stream.read_chunk(), 10) is not None
 
 
 # -- stream_topic: live, replay, hand-over ------------------------------------
@@ -736,6 +744,54 @@ async def test_slow_client_overflow_disconnects_and_resume_loses_nothing(
     )
     data = [e.data.split(":")[0] for e in received + resumed]
     assert data == ["first", *[str(n) for n in range(sent)]]
+
+
+class GatedLog(MemoryEventLog):
+    """since() reads the log, then waits for the test to open the gate."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        super().__init__(broker, maxlen=100)
+        self.gate = asyncio.Event()
+
+    async def since(self, topic: str, last_id: str) -> list[ServerSentEvent]:
+        events = await super().since(topic, last_id)
+        await self.gate.wait()
+        return events
+
+
+async def test_overflow_during_replay_ends_stream_and_resume_completes(
+    raw: Any, app: Application, sse: Any
+) -> None:
+    log = GatedLog(LocalBroker())
+    app.settings["event_log"] = log
+    first = await log.append("replay", "0")
+    stream = await raw("/small/replay", {"Last-Event-ID": first.id or ""})  # queue of 4
+    await stream.read_head()
+    await eventually(lambda: log.broker.subscriber_count("replay") == 1)
+    for n in range(1, 11):  # held back during the replay: more than 4
+        await log.append("replay", str(n))
+    log.gate.set()
+    assert await stream.read_to_end() == []
+    assert stream.ended  # a clean end: nothing was stuck in the socket
+    assert app.settings["seen"].done == ["overflow"]
+    resumed = await sse("/small/replay", count=10, headers={"Last-Event-ID": first.id or ""})
+    assert [e.data for e in resumed] == [str(n) for n in range(1, 11)]
+
+
+async def test_stream_opened_during_shutdown_ends_at_once(
+    raw: Any, app: Application, log: MemoryEventLog
+) -> None:
+    state_for(app)  # a server that has served tornado-kit handlers before
+    await shutdown(app, timeout=5)
+    stream = await raw("/topic/late")
+    await stream.read_head()
+    # An empty 200, not a 503: EventSource reconnects after it (a rolling
+    # restart), while an error status would make it give up for good.
+    assert stream.status == 200
+    assert stream.headers["content-length"] == "0"
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert app.settings["seen"].done == ["shutdown"]
+    assert log.broker.subscriber_count() == 0
 
 
 async def test_shutdown_ends_every_stream_cleanly(

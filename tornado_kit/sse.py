@@ -529,7 +529,8 @@ class SSEMixin(RequestHandler):
             stream.replaying = True
         hub = stream.hub = _registry_for(self).hub(broker, topic)
         try:
-            await hub.attach(self)  # subscribed first, so nothing is missed
+            if not done.done():
+                await hub.attach(self)  # subscribed first, so nothing is missed
             if not done.done():
                 await self._tk_sse_send(b"")  # headers: EventSource fires "open"
             if log is not None and last_id is not None and not done.done():
