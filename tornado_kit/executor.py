@@ -81,6 +81,12 @@ class ExecutorFull(RuntimeError):
     """Raised by :meth:`BoundedExecutor.submit` when ``max_pending`` jobs already wait.
 
     ``retry_after`` is the executor's suggested ``Retry-After`` in seconds.
+    Nothing was queued when it is raised. Outside a handler::
+
+        try:
+            future = pool.submit(render, page)
+        except ExecutorFull as exc:
+            schedule_retry(after=exc.retry_after)
 
     .. versionadded:: 0.1
     """
@@ -92,6 +98,11 @@ class ExecutorFull(RuntimeError):
 
 class ExecutorShutdown(RuntimeError):
     """Raised for jobs submitted after, or still queued at, :meth:`BoundedExecutor.shutdown`.
+
+    ``ExecutorMixin`` answers it with 503 and ``Retry-After``::
+
+        pool.shutdown()
+        pool.submit(render, page)  # raises ExecutorShutdown
 
     .. versionadded:: 0.1
     """
@@ -485,7 +496,11 @@ def executor_for(app: Application) -> BoundedExecutor:
     """Return ``app.settings["executor"]``, else the app's shared default.
 
     The default is a thread :class:`BoundedExecutor` named ``"default"``, made
-    on first use and kept per application (no module-level state).
+    on first use and kept per application (no module-level state)::
+
+        executor_for(app).stats()["queued"]
+
+    .. versionadded:: 0.1
     """
     executor = app.settings.get("executor")
     if executor is not None:

@@ -102,7 +102,14 @@ def upstream_client(app: Application) -> AsyncHTTPClient:
     Tornado's process-wide instance or its global ``configure()``) whose number
     of simultaneous connections is the ``upstream_max_clients`` setting
     (default 10) across **all** requests of the app; further fetches wait in
-    its queue. Pass it as ``fetch_all(..., client=upstream_client(self.application))``.
+    its queue.
+
+    Example::
+
+        class Dashboard(RequestHandler):
+            async def get(self) -> None:
+                client = upstream_client(self.application)
+                results = await fetch_all({"a": A_URL, "b": B_URL}, client=client)
 
     .. versionadded:: 0.1
     """
