@@ -224,15 +224,18 @@ def test_admission_is_exactly_workers_plus_pending(
 
 
 def test_pool_is_created_lazily_on_first_submit() -> None:
-    before = {t.name for t in threading.enumerate()}
+    def pool_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("tornado-kit-lazy")]
+
     thread_pool = BoundedExecutor(name="lazy")
     process_pool = BoundedExecutor(kind="process", name="lazyproc")
     assert not thread_pool.stats()["started"]
     assert not process_pool.stats()["started"]
-    assert {t.name for t in threading.enumerate()} == before
+    assert pool_threads() == []
     try:
         assert thread_pool.submit(_jobs.square, 4).result(10) == 16
         assert thread_pool.stats()["started"]
+        assert pool_threads() != []
     finally:
         thread_pool.shutdown()
         process_pool.shutdown()
