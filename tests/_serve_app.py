@@ -53,6 +53,7 @@ class SlowHandler(RequestHandler):
         tag = self.get_argument("tag", "slow")
         _mark(f"started-{tag}", str(os.getpid()))
         await asyncio.sleep(seconds)
+        _mark("order", f"{os.getpid()}:finished-{tag}")
         self.write(f"done after {seconds}")
 
 
@@ -77,8 +78,13 @@ def make_app() -> Application:
     executor would) that leaves a marker, to show that serve() ran it.
     """
     app = Application(_routes(), factory_pid=_record_factory_call())
-    state_for(app).on_shutdown(lambda: _mark("released", str(os.getpid())), PHASE_RESOURCES)
+    state_for(app).on_shutdown(_release, PHASE_RESOURCES)
     return app
+
+
+def _release() -> None:
+    _mark("released", str(os.getpid()))
+    _mark("order", f"{os.getpid()}:released")
 
 
 def on_shutdown(app: Application) -> None:

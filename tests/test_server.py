@@ -273,7 +273,7 @@ def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refus
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
     slow: Future[Any] = pool.submit(server.get, "/slow?seconds=2")
-    server.wait_marker("started-slow")
+    (busy,) = server.wait_marker("started-slow")
     server.send(signal.SIGTERM)
 
     def refused() -> bool:
@@ -291,6 +291,10 @@ def test_in_flight_request_completes_after_sigterm_and_new_connections_are_refus
     # the client is told not to reuse the connection (RFC 9112 section 9.6)
     assert headers["Connection"] == "close"
     assert server.wait() == 0
+    # shared resources (executors, brokers) are released only after the
+    # in-flight request finished, never while it may still use them
+    order = server.marker("order")
+    assert order.index(f"{busy}:finished-slow") < order.index(f"{busy}:released")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -53,14 +53,19 @@ class AppState:
         self._seq += 1
         self._callbacks.append((phase, self._seq, callback))
 
-    async def shutdown(self, timeout: float | None = None) -> None:
-        """Run every registered callback once, phase by phase.
+    async def shutdown(self, timeout: float | None = None, *, max_phase: int | None = None) -> None:
+        """Run registered callbacks once, phase by phase.
 
         A callback that raises is logged and does not stop the others. With
-        *timeout*, each phase is given at most that many seconds.
+        *timeout*, each phase is given at most that many seconds. With
+        *max_phase*, only the phases up to it run now; the later ones stay
+        registered for a following call (``serve()`` closes connections,
+        waits for in-flight requests, and only then releases executors and
+        brokers that those requests may still be using).
         """
         self.shutting_down = True
-        callbacks, self._callbacks = sorted(self._callbacks), []
+        callbacks = sorted(c for c in self._callbacks if max_phase is None or c[0] <= max_phase)
+        self._callbacks = [c for c in self._callbacks if c not in callbacks]
         phases = sorted({phase for phase, _, _ in callbacks})
         for phase in phases:
             pending = []
@@ -96,8 +101,10 @@ def state_for(app: Application) -> AppState:
     return state
 
 
-async def shutdown(app: Application, timeout: float | None = None) -> None:
+async def shutdown(
+    app: Application, timeout: float | None = None, *, max_phase: int | None = None
+) -> None:
     """Shut down tornado-kit's runtime objects of *app* (see :meth:`AppState.shutdown`)."""
     state: AppState | None = app.__dict__.get(_ATTR)
     if state is not None:
-        await state.shutdown(timeout)
+        await state.shutdown(timeout, max_phase=max_phase)

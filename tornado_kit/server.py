@@ -49,6 +49,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from tornado_kit._draining import DrainingHTTPServer
+from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
 from tornado_kit._supervisor import EXIT_STARTUP_FAILED, Supervisor, flush_logs
 
@@ -345,7 +346,10 @@ class _Worker:
     async def _shutdown(self, server: DrainingHTTPServer, app: Application) -> None:
         deadline = time.monotonic() + self.shutdown_timeout
         server.stop()  # stop accepting: the listening sockets are closed
-        await lifecycle_shutdown(app, self.shutdown_timeout)
+        # Close WebSockets (1001) and end SSE streams first, then let in-flight
+        # requests finish; executors and brokers they may still use are
+        # released only after that.
+        await lifecycle_shutdown(app, self.shutdown_timeout, max_phase=PHASE_CONNECTIONS)
         remaining = max(0.0, deadline - time.monotonic())
         if not await server.drain(remaining):
             log.warning(
@@ -354,6 +358,7 @@ class _Worker:
                 self.shutdown_timeout,
             )
         await server.close_all_connections()
+        await lifecycle_shutdown(app, max(1.0, deadline - time.monotonic()))
         if self.on_shutdown is not None:
             try:
                 result = self.on_shutdown(app)
