@@ -297,6 +297,23 @@ async def test_a_plain_pool_in_the_executor_setting_is_a_clear_type_error(
         pool.shutdown()
 
 
+def test_start_method_can_be_chosen_by_name() -> None:
+    pool = BoundedExecutor(kind="process", max_workers=1, mp_context="spawn", name="spawned")
+    try:
+        assert pool.submit(_jobs.square, 7).result(60) == 49
+        assert repr(pool).startswith("<BoundedExecutor 'spawned' process workers=1")
+    finally:
+        pool.shutdown()
+
+
+async def test_closing_an_unused_executor_creates_nothing() -> None:
+    pool = BoundedExecutor(kind="process")
+    await pool.aclose()
+    assert pool.stats()["started"] is False
+    with pytest.raises(ExecutorShutdown):
+        pool.submit(_jobs.square, 1)
+
+
 def test_submit_after_shutdown_is_refused() -> None:
     pool = BoundedExecutor(max_workers=1)
     assert pool.submit(_jobs.square, 5).result(10) == 25

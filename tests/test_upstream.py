@@ -279,6 +279,14 @@ async def test_http_request_objects_are_honoured_and_not_modified(base_url: str)
     assert (await fetch_all({"again": request}))["again"].ok
 
 
+async def test_a_streaming_callback_of_the_caller_gets_the_body(base_url: str) -> None:
+    chunks: list[bytes] = []
+    request = HTTPRequest(base_url + "/json", streaming_callback=chunks.append)
+    result = (await fetch_all({"s": request}))["s"]
+    assert json.loads(b"".join(chunks)) == {"users": ["alice", "bob"]}
+    assert (result.ok, result.body, result.json) == (True, b"", None)
+
+
 async def test_expect_json_false_accepts_any_body(base_url: str) -> None:
     result = (await fetch_all({"html": base_url + "/html"}, expect_json=False))["html"]
     assert (result.ok, result.json, result.error) == (True, None, None)
