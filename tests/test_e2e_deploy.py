@@ -155,8 +155,12 @@ def deployment(tmp_path: Path, redis_url: str, nginx_binary: str) -> Iterator[De
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for port in (*ports.values(), dep.nginx_port):
-            wait_for_port(port, timeout=30)
+        try:
+            for port in (*ports.values(), dep.nginx_port):
+                wait_for_port(port, timeout=30)
+        except TimeoutError:
+            logs = "\n".join(f"--- {name}:\n{dep.log(name)}" for name in ports)
+            raise AssertionError(f"the deployment did not start\n{logs}") from None
         yield dep
     finally:
         for proc in dep.procs.values():
