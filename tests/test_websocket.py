@@ -911,3 +911,34 @@ async def test_socket_reset_during_the_broadcast_loop(
     await eventually(lambda: len(ws_state(app).rooms.get("rst", ())) == 1)
     await asyncio.sleep(0.05)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_foreign_messages_on_a_room_topic_are_logged_and_skipped(
+    ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = RelayBroker()
+    app = make_app(broker=broker)
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        a = await ws_connect(f"ws://127.0.0.1:{port}/chat/r")
+        b = await ws_connect(f"ws://127.0.0.1:{port}/chat/r")
+        await eventually(lambda: len(ws_state(app).rooms.get("r", ())) == 2)
+        await ws_state(app).relays["r"].ready
+        with caplog.at_level(logging.ERROR, logger="tornado_kit.websocket"):
+            await broker.publish("tk:room:r", "not an envelope")
+            await broker.publish("tk:room:r", "tk9|t||wrong version")
+            await send_json(a, {"type": "say", "text": "still works"})
+            assert await read_json(b) == {"text": "still works"}
+        assert len([r for r in caplog.records if "relayed message" in r.getMessage()]) == 2
+        a.close()
+        b.close()
+        await eventually(lambda: broker.subscriber_count() == 0)
+        await eventually(lambda: not state_for(app).connections)
+        assert_registries_empty(app)
+    finally:
+        server.stop()
+        await shutdown(app, timeout=5)
+        await server.close_all_connections()
+        await broker.close()
