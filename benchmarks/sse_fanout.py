@@ -15,7 +15,7 @@ the last client has received it, alternating between
 It also reports the server loop time (publish until the loop has run every
 write) and the server's RSS per open stream. Run::
 
-    .venv/bin/python benchmarks/sse_fanout.py            # N=2000, 15 rounds
+    .venv/bin/python benchmarks/sse_fanout.py            # N=2000, 21 rounds
     .venv/bin/python benchmarks/sse_fanout.py --n 500 --rounds 7
 
 Targets (issue 3): time <= 1.2x the direct loop; <= 18 KiB RSS per stream.
@@ -281,7 +281,7 @@ async def run(n: int, rounds: int, keepalive: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="open streams of each kind")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--keepalive", type=float, default=2.0, help="keepalive interval (s)")
     args = parser.parse_args()
     asyncio.run(run(args.n, args.rounds, args.keepalive))

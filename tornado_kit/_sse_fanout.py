@@ -181,9 +181,10 @@ class TopicHub:
                 except SubscriptionClosed:
                     break
             chunk, event_id = wire(message)
+            now = time.monotonic()
             for handler in tuple(members):
                 try:
-                    handler._tk_sse_deliver(chunk, event_id)
+                    handler._tk_sse_deliver(chunk, event_id, now)
                 except Exception:
                     _log.exception("SSE delivery to %r failed", handler)
         # Closed by the last member leaving, by the broker, or by overflow.

@@ -668,33 +668,45 @@ class SSEMixin(RequestHandler):
             # Shutdown arrived while this event was being flushed.
             self.finish()
 
-    def _tk_sse_deliver(self, chunk: bytes, event_id: str | None) -> None:
-        """Called by the topic hub for each live event (never awaits)."""
+    def _tk_sse_deliver(self, chunk: bytes, event_id: str | None, now: float) -> None:
+        """Called by the topic hub for each live event (never awaits).
+
+        The common case (the client keeps up) is a plain ``write`` + ``flush``,
+        the same work as a hand-written broadcast loop.
+        """
         stream = self._tk_sse
         if stream is None or stream.ending is not None:
             return
         pending = stream.pending
-        if pending is None and stream.flushing:
-            pending = stream.pending = deque()
-        if pending is not None:
-            if len(pending) >= stream.maxsize:
-                self._tk_sse_overflow()
+        if pending is None:
+            if stream.flushing:
+                # A send_event() coroutine awaits its flush: do not write now.
+                pending = stream.pending = deque()
             else:
-                pending.append((chunk, event_id))
-            return
-        replayed = stream.replayed
-        if replayed and event_id in replayed:
-            return
-        try:
-            flushed = self._tk_sse_push(chunk)
-        except StreamClosedError:
-            self._tk_sse_stop("client")
-            return
-        if flushed is not None:
-            # The client did not take it all: hold further events back until
-            # this write completes.
-            stream.pending = deque()
-            flushed.add_done_callback(self._tk_sse_drain)
+                replayed = stream.replayed
+                if replayed and event_id in replayed:
+                    return
+                if stream.gone or self._finished:
+                    self._tk_sse_stop("client")
+                    return
+                self.write(chunk)
+                stream.events += 1
+                stream.last_write = now
+                flushed = self.flush()
+                iostream = stream.iostream
+                if iostream is not None and not iostream.writing():
+                    if iostream.closed():
+                        self._tk_sse_stop("client")
+                    return
+                # The client did not take it all: hold further events back
+                # until this write completes.
+                stream.pending = deque()
+                flushed.add_done_callback(self._tk_sse_drain)
+                return
+        if len(pending) >= stream.maxsize:
+            self._tk_sse_overflow()
+        else:
+            pending.append((chunk, event_id))
 
     def _tk_sse_drain(self, _flushed: object = None) -> None:
         """Write the events held back (after a backlog or the replay), in one write."""
