@@ -13,7 +13,8 @@ import base64
 import io
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from tornado.web import Application
 
 from examples.reference_app import Config, close_app, make_app
-from tests._refapp import MAX_IMAGE, SECRET, app_config, png_bytes, serving
+from tests._refapp import MAX_IMAGE, SECRET, ThreadedApp, app_config, png_bytes, serving
 from tests._servers import free_port
 
 
@@ -830,3 +831,66 @@ def test_nginx_timeouts_outlast_heartbeats_and_keepalives() -> None:
     assert "proxy_buffering off;" in events
     assert "gzip off;" in events
     assert "least_conn;" in conf
+
+
+# -- open-ended chat messages ------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+chat_frames = st.one_of(
+    st.text(max_size=60),  # anything, JSON or not
+    json_values.map(json.dumps),
+    st.fixed_dictionaries({"text": st.text(max_size=40)}).map(json.dumps),
+    st.fixed_dictionaries({"text": json_values}).map(json.dumps),
+)
+
+
+@pytest.fixture(scope="module")
+def threaded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    config = app_config(tmp_path_factory.mktemp("chat"))
+    with ThreadedApp(config) as server:
+        request = urllib.request.Request(
+            server.url + "/api/token",
+            data=b'{"name": "hypo"}',
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.load(response)["token"]
+        yield server.url, token
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame=chat_frames)
+def test_any_chat_frame_is_echoed_or_refused(threaded_app: tuple[str, str], frame: str) -> None:
+    from tornado_kit.testing import ws_connect
+
+    url, token = threaded_app
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        data = None
+    text = data.get("text") if isinstance(data, dict) else None
+    valid = isinstance(text, str) and bool(text.strip()) and len(text) <= 2000
+
+    async def run() -> None:
+        conn = await ws_connect(f"{url}/ws?room=hypo&access_token={token}")
+        try:
+            conn.write_message(frame)
+            reply = await read_json(conn)
+            if valid:
+                assert (reply["text"], reply["from"]) == (text, "hypo")
+            else:
+                assert reply["error"]["status"] == 400
+            # Whatever it was, the connection is still usable.
+            conn.write_message(json.dumps({"text": "still open"}))
+            assert (await read_json(conn))["text"] == "still open"
+        finally:
+            conn.close()
+            await asyncio.wait_for(drain_ws(conn), 10)
+
+    asyncio.run(run())
