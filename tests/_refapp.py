@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -55,59 +53,3 @@ async def serving(config: Config) -> AsyncIterator[str]:
         server.stop()
         await server.close_all_connections()
         await close_app(application)
-
-
-class ThreadedApp:
-    """The app on a real server in a background thread, for sync (hypothesis) tests.
-
-    Each hypothesis example drives it from its own ``asyncio.run()``; the
-    server's loop lives in the thread for the whole test.
-    """
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.url = ""
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="refapp-server", daemon=True)
-
-    def __enter__(self) -> ThreadedApp:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the app server thread did not start")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to __enter__
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        from tornado_kit._lifecycle import shutdown
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        application = make_app(self.config)
-        sock, port = bind_unused_port()
-        server = HTTPServer(application)
-        server.add_sockets([sock])
-        self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            server.stop()
-            await shutdown(application, timeout=5)
-            await server.close_all_connections()
-            await close_app(application)

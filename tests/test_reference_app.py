@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import sqlite3
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from tornado.web import Application
 
 from examples.reference_app import Config, close_app, make_app
-from tests._refapp import MAX_IMAGE, SECRET, ThreadedApp, app_config, png_bytes, serving
+from tests._refapp import MAX_IMAGE, SECRET, app_config, png_bytes, serving
 from tests._servers import free_port
+from tests._threaded_server import ThreadedServer
 
 
 @pytest.fixture
@@ -852,16 +852,21 @@ chat_frames = st.one_of(
 
 @pytest.fixture(scope="module")
 def threaded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    config = app_config(tmp_path_factory.mktemp("chat"))
-    with ThreadedApp(config) as server:
-        request = urllib.request.Request(
-            server.url + "/api/token",
-            data=b'{"name": "hypo"}',
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.load(response)["token"]
-        yield server.url, token
+    """The app served from a background thread: hypothesis examples are sync."""
+    app = make_app(app_config(tmp_path_factory.mktemp("chat")))
+    try:
+        with ThreadedServer(app) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            response = server.request(
+                "POST",
+                "/api/token",
+                body=b'{"name": "hypo"}',
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status == 201, response.body
+            yield url, json.loads(response.body)["token"]
+    finally:
+        asyncio.run(close_app(app))
 
 
 @settings(max_examples=60, deadline=None)
