@@ -15,7 +15,7 @@ what went wrong instead of failing the whole page::
 
     {"user": "alice",
      "profile": {"name": "Alice", ...},
-     "unavailable": {"orders": "timed out after 0.5 s",
+     "unavailable": {"orders": "overall timeout (0.5 s) reached",
                      "stats": "upstream returned non-JSON (text/html)"}}
 """
 
