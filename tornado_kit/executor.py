@@ -196,7 +196,8 @@ class BoundedExecutor:
         self.retry_after = retry_after
         self._mp_context = mp_context
         self._pool: concurrent.futures.Executor | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: cancelling futures while holding it runs their done callbacks.
+        self._lock = threading.RLock()
         self._inflight = 0
         self._submitted = 0
         self._completed = 0
