@@ -422,13 +422,20 @@ class SSEMixin(RequestHandler):
     ``sse_events`` (events sent) and ``sse_end`` (``"done"``, ``"client"``,
     ``"overflow"``, ``"shutdown"`` or ``"closed"``).
 
+    Hooks overridden (each calls ``super()``): ``on_connection_close`` (ends
+    the stream at once when the client leaves) and ``finish`` (unregisters the
+    stream). Once streaming, write to the response only through
+    ``send_event`` / ``stream_topic``: Tornado keeps one write future per
+    connection, and a direct ``self.flush()`` while one of them awaits its
+    flush would leave that await hanging.
+
     .. versionadded:: 0.1
     """
 
     #: Seconds of silence after which a ``: keepalive`` comment is sent (default 15).
     sse_keepalive_interval: float | None = None
-    #: Bound of the per-stream subscription queue in :meth:`stream_topic`
-    #: (default 1000 messages); a stream that falls further behind is ended.
+    #: Events :meth:`stream_topic` may hold back for a slow client (default
+    #: 1000); a client that falls further behind is disconnected.
     sse_queue_size: int | None = None
 
     _tk_sse: Stream | None = None
