@@ -817,6 +817,53 @@ async def test_shutdown_ends_every_stream_cleanly(
     assert isinstance(app.settings["seen"].errors[0], StreamClosedError)
 
 
+async def test_shutdown_disconnects_a_stream_stuck_behind_its_client(
+    raw: Any, app: Application, log: MemoryEventLog
+) -> None:
+    seen = app.settings["seen"]
+    stream = await raw("/topic/stuck?log=0", rcvbuf=4096)  # never reads
+    await stream.read_head()
+    await eventually(lambda: log.broker.subscriber_count("stuck") == 1)
+    iostream = seen.handlers[0].request.connection.stream
+    iostream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    while not iostream.writing():
+        await log.broker.publish("stuck", "x" * 16384)
+        await asyncio.sleep(0.005)
+    await shutdown(app, timeout=5)  # returns: no clean end possible, so disconnected
+    assert iostream.closed()
+    assert not state_for(app).connections
+    await eventually(lambda: seen.done == ["shutdown"])
+
+
+async def test_broker_closing_ends_streams_cleanly(
+    raw: Any, app: Application, broker: LocalBroker
+) -> None:
+    streams = [await raw("/topic/news?log=0") for _ in range(3)]
+    for stream in streams:
+        await stream.read_head()
+    await eventually(lambda: len(state_for(app).connections) == 3)
+    await broker.close()
+    for stream in streams:
+        assert await stream.read_to_end() == []
+        assert stream.ended
+    await eventually(lambda: app.settings["seen"].done == ["closed"] * 3)
+
+
+async def test_hub_falling_behind_the_broker_ends_its_streams(
+    raw: Any, app: Application, broker: LocalBroker
+) -> None:
+    from tornado_kit._sse_fanout import HUB_MAXSIZE
+
+    stream = await raw("/topic/flood?log=0")
+    await stream.read_head()
+    await eventually(lambda: broker.subscriber_count("flood") == 1)
+    for n in range(HUB_MAXSIZE + 1):  # the loop is blocked the whole time
+        broker.publish_nowait("flood", str(n))
+    assert await stream.read_to_end() == []
+    assert stream.ended  # the client reconnects and resumes from its log
+    await eventually(lambda: app.settings["seen"].done == ["overflow"])
+
+
 @pytest.mark.parametrize("path", ["/timed-first", "/timed-last"])
 async def test_access_record_when_the_stream_ends(
     raw: Any, app: Application, broker: LocalBroker, caplog: Any, path: str
