@@ -223,6 +223,23 @@ class LoopHandler(SSEMixin, RequestHandler):
             self.settings["seen"].errors.append(exc)
 
 
+class FloodHandler(SSEMixin, RequestHandler):
+    """Sends 16 KiB events as fast as send_event() returns."""
+
+    sse_keepalive_interval = 0.1
+
+    async def get(self) -> None:
+        self.settings["seen"].handlers.append(self)
+        self.request.connection.stream.socket.setsockopt(  # type: ignore[attr-defined]
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )
+        try:
+            while True:
+                await self.send_event("y" * 16384)
+        except StreamClosedError as exc:
+            self.settings["seen"].errors.append(exc)
+
+
 class IdHandler(SSEMixin, RequestHandler):
     def get(self) -> None:
         self.write({"last_event_id": self.last_event_id})
@@ -249,6 +266,7 @@ def make_app(**settings: Any) -> Application:
             (r"/keepalive", KeepaliveHandler),
             (r"/send", SendHandler),
             (r"/loop", LoopHandler),
+            (r"/flood", FloodHandler),
             (r"/id", IdHandler),
             (r"/timed-first", TimedFirst),
             (r"/timed-last", TimedLast),
@@ -833,6 +851,31 @@ async def test_shutdown_disconnects_a_stream_stuck_behind_its_client(
     assert iostream.closed()
     assert not state_for(app).connections
     await eventually(lambda: seen.done == ["shutdown"])
+
+
+async def test_send_event_waits_for_a_slow_client_and_shutdown_frees_it(
+    raw: Any, app: Application
+) -> None:
+    seen = app.settings["seen"]
+    stream = await raw("/flood", rcvbuf=4096)  # never reads
+    await stream.read_head()
+    await eventually(lambda: seen.handlers and seen.handlers[0]._tk_sse.flushing)
+    handler = seen.handlers[0]
+    # The kernel's buffers fill up, then send_event() blocks for good:
+    # back-pressure, not unbounded buffering in the server.
+    sent = -1
+    for _ in range(50):
+        if handler._tk_sse.events == sent:
+            break
+        sent = handler._tk_sse.events
+        await asyncio.sleep(0.3)  # several keepalive ticks: none may write meanwhile
+    assert handler._tk_sse.events == sent
+    assert handler._tk_sse.flushing
+    assert not handler._finished
+    await shutdown(app, timeout=5)
+    assert handler.request.connection.stream.closed()
+    await eventually(lambda: seen.errors)
+    assert isinstance(seen.errors[0], StreamClosedError)
 
 
 async def test_broker_closing_ends_streams_cleanly(
