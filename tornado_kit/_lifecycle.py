@@ -104,7 +104,9 @@ def state_for(app: Application) -> AppState:
 async def shutdown(
     app: Application, timeout: float | None = None, *, max_phase: int | None = None
 ) -> None:
-    """Shut down tornado-kit's runtime objects of *app* (see :meth:`AppState.shutdown`)."""
-    state: AppState | None = app.__dict__.get(_ATTR)
-    if state is not None:
-        await state.shutdown(timeout, max_phase=max_phase)
+    """Shut down tornado-kit's runtime objects of *app* (see :meth:`AppState.shutdown`).
+
+    The state is created when absent, so that a long-lived handler that
+    starts after the shutdown still sees ``shutting_down``.
+    """
+    await state_for(app).shutdown(timeout, max_phase=max_phase)
