@@ -28,16 +28,17 @@ import hmac
 import inspect
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
-from urllib.parse import unquote_plus
 
 from tornado.web import RequestHandler
 
 from tornado_kit import _json
 from tornado_kit._lifecycle import state_for
+from tornado_kit._redact import redact_query_string
 from tornado_kit._settings import resolve
 from tornado_kit.errors import APIError
 
@@ -63,9 +64,6 @@ DEFAULT_REALM = "api"
 DEFAULT_QUERY_ARGUMENT = "access_token"
 DEFAULT_EXEMPT_METHODS: frozenset[str] = frozenset({"OPTIONS"})
 
-#: Placeholder written instead of a secret query value in log lines.
-REDACTED = "[redacted]"
-
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token
 #                b64token    = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -78,6 +76,8 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _ANONYMOUS_ATTR = "_tornado_kit_allow_anonymous"
 _SCOPES_ATTR = "_tornado_kit_required_scopes"
 _WARNED_KEY = "tornado_kit.auth:no_verifier_warned"
+# Per-class cache of the verb-method markers, in the class's own __dict__.
+_MARKERS_ATTR = "_tk_auth_verb_markers"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -253,25 +253,22 @@ def require_scopes(
 def redact_query(uri: str, names: Collection[str]) -> str:
     """Return *uri* with the values of the query arguments *names* replaced.
 
-    Names are compared after percent- and ``+``-decoding, the way Tornado
-    decodes them (so ``access%5Ftoken=...`` is redacted too); every other
-    part of the URI is kept byte for byte. Use it for any log line that
-    includes a request URI::
+    Names are compared case-insensitively after percent- and ``+``-decoding,
+    the way Tornado decodes them (so ``access%5Ftoken=...`` is redacted too);
+    a non-empty value becomes ``REDACTED``, and every other part of the URI
+    is kept byte for byte. ``TimingMixin``'s access record uses the same
+    rules. Use it for any log line that includes a request URI::
 
         >>> redact_query("/feed?access_token=s3cr3t&page=2", {"access_token"})
-        '/feed?access_token=[redacted]&page=2'
+        '/feed?access_token=REDACTED&page=2'
 
     .. versionadded:: 0.1
     """
     path, sep, query = uri.partition("?")
     if not sep or not names:
         return uri
-    parts = query.split("&")
-    for i, part in enumerate(parts):
-        key, eq, value = part.partition("=")
-        if eq and value and unquote_plus(key, encoding="latin-1") in names:
-            parts[i] = f"{key}={REDACTED}"
-    return f"{path}?{'&'.join(parts)}"
+    lowered = frozenset(name.lower() for name in names)
+    return f"{path}?{redact_query_string(query, lowered)}"
 
 
 # -- the mixin -----------------------------------------------------------------
@@ -374,7 +371,8 @@ class TokenAuthMixin(RequestHandler):
             return None
         verify = getattr(verifier, "verify", verifier)
         result = verify(token)
-        if inspect.isawaitable(result):
+        # A dict (the usual user) or None is final; skip the ABC check then.
+        if result is not None and not isinstance(result, dict) and inspect.isawaitable(result):
             result = await result
         return cast("User | None", result)
 
@@ -425,20 +423,23 @@ class TokenAuthMixin(RequestHandler):
             request.uri = uri
 
     def _verb_markers(self) -> tuple[bool, tuple[str, ...]]:
-        """(allow anonymous, required scopes) declared on the method about to run."""
-        method_name = (self.request.method or "").lower()
-        methods = [getattr(self, method_name, None)]
-        if method_name == "get":
-            from tornado.websocket import WebSocketHandler
+        """(allow anonymous, required scopes) declared on the method about to run.
 
-            if isinstance(self, WebSocketHandler):
-                methods.append(self.open)
-        anonymous = False
-        scopes: tuple[str, ...] = ()
-        for method in methods:
-            anonymous = anonymous or bool(getattr(method, _ANONYMOUS_ATTR, False))
-            scopes += getattr(method, _SCOPES_ATTR, ())
-        return anonymous, tuple(dict.fromkeys(scopes))
+        The decorators mark the functions when the class body runs, so the
+        answer depends only on the class and the HTTP method: it is computed
+        once per (class, method) and kept in the class's own ``__dict__``
+        (not inherited: a subclass may override the verb method).
+        """
+        cls = type(self)
+        method_name = (self.request.method or "").lower()
+        cache: dict[str, tuple[bool, tuple[str, ...]]] | None = cls.__dict__.get(_MARKERS_ATTR)
+        if cache is None:
+            cache = {}
+            setattr(cls, _MARKERS_ATTR, cache)
+        markers = cache.get(method_name)
+        if markers is None:
+            markers = cache[method_name] = _class_verb_markers(cls, method_name)
+        return markers
 
     def _bearer_token(self) -> str | None:
         """The token from the header or the query argument; ``None`` when absent.
@@ -464,6 +465,8 @@ class TokenAuthMixin(RequestHandler):
             # else: another scheme (Basic, Digest...) carries no bearer token;
             # RFC 6750 §3.1 treats it as a request lacking credentials.
 
+        if not self.request.query:
+            return header_token  # no query string, no query token
         name = resolve(self, "auth_query_argument", DEFAULT_QUERY_ARGUMENT)
         raw_values = self.request.query_arguments.get(name, []) if name else []
         if not raw_values:
@@ -484,7 +487,9 @@ class TokenAuthMixin(RequestHandler):
     async def _authenticate(self) -> None:
         exempt = resolve(self, "auth_exempt_methods", DEFAULT_EXEMPT_METHODS)
         method = (self.request.method or "").upper()
-        if method in {m.upper() for m in exempt}:
+        if method in exempt or (
+            exempt is not DEFAULT_EXEMPT_METHODS and any(m.upper() == method for m in exempt)
+        ):
             return
         anonymous, scopes = self._verb_markers()
         token = self._bearer_token()
@@ -501,21 +506,39 @@ class TokenAuthMixin(RequestHandler):
             _check_scopes(self, scopes)
 
 
+def _class_verb_markers(
+    cls: type[RequestHandler], method_name: str
+) -> tuple[bool, tuple[str, ...]]:
+    methods = [getattr(cls, method_name, None)]
+    if method_name == "get":
+        from tornado.websocket import WebSocketHandler
+
+        if issubclass(cls, WebSocketHandler):
+            methods.append(cls.open)
+    anonymous = False
+    scopes: tuple[str, ...] = ()
+    for method in methods:
+        anonymous = anonymous or bool(getattr(method, _ANONYMOUS_ATTR, False))
+        scopes += getattr(method, _SCOPES_ATTR, ())
+    return anonymous, tuple(dict.fromkeys(scopes))
+
+
 # -- verifiers -----------------------------------------------------------------
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class StaticTokenVerifier:
     """Accept a fixed set of tokens, compared in constant time.
 
-    Each token is hashed (SHA-256) once at construction; a candidate is
-    hashed and compared with :func:`hmac.compare_digest` against *every*
-    entry, so the time taken reveals neither a token's prefix nor which entry
-    matched. Suited to service accounts and tests; use
-    :class:`SignedTokenVerifier` or :class:`JWTVerifier` for end users.
+    Each verifier draws a random 32-byte key at construction and keeps, for
+    every token, its keyed BLAKE2b MAC (RFC 7693 §2.5) in a dict; a candidate
+    is MAC-ed the same way and looked up. The work done for a candidate
+    depends on the secret key and not on how close the candidate is to a
+    real token: an attacker who times requests learns about MAC values that
+    are pseudo-random to them, so neither a token's prefix nor which entry
+    matched leaks, and unlike a plain hash the MACs cannot be used for
+    offline guessing. The lookup costs the same for 1 token or 10,000.
+    Suited to service accounts and tests; use :class:`SignedTokenVerifier`
+    or :class:`JWTVerifier` for end users.
 
     Example::
 
@@ -529,27 +552,26 @@ class StaticTokenVerifier:
     """
 
     def __init__(self, tokens: Mapping[str, User]) -> None:
-        entries: list[tuple[bytes, User]] = []
+        self._key = os.urandom(32)
+        users: dict[bytes, User] = {}
         for token, user in tokens.items():
             if not isinstance(token, str) or not token:
                 raise ValueError("StaticTokenVerifier tokens must be non-empty strings")
-            entries.append((_digest(token), user))
-        self._entries = tuple(entries)
+            users[self._mac(token)] = user
+        self._users = users
+
+    def _mac(self, token: str) -> bytes:
+        data = token.encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(data, key=self._key, digest_size=32).digest()
 
     def verify(self, token: str) -> User | None:
         """Return the user of *token*, or ``None``; never raises for any string."""
         if not isinstance(token, str):
             return None  # type: ignore[unreachable]
-        candidate = _digest(token)
-        found: User | None = None
-        for digest, user in self._entries:
-            # No early exit: every entry is compared.
-            if hmac.compare_digest(digest, candidate):
-                found = user
-        return found
+        return self._users.get(self._mac(token))
 
     def __repr__(self) -> str:
-        return f"StaticTokenVerifier(<{len(self._entries)} tokens>)"
+        return f"StaticTokenVerifier(<{len(self._users)} tokens>)"
 
 
 def _b64encode(data: bytes) -> str:
