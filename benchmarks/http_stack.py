@@ -5,7 +5,12 @@ One invocation starts two servers as subprocesses:
 * **bare**: ``RequestHandler.get`` writing a dict (Tornado's stdlib JSON);
 * **stack**: the same handler with ``TokenAuthMixin`` (StaticTokenVerifier),
   ``JSONErrorMixin``, ``TimingMixin`` (access log written to a file as JSON
-  lines) and ``JSONBodyMixin`` (``write_json``: orjson when installed);
+  lines) and ``JSONBodyMixin`` (``write_json``: orjson when installed). The
+  access log is configured as docs/timing.md recommends for production:
+  logger ``tornado_kit.access`` at ``INFO``, ``propagate = False``, one
+  ``JSONLinesFileHandler`` (batched writes, ``flush_interval=0.5``, 64 KiB);
+  ``--access-handler file`` uses ``logging.FileHandler`` with a
+  ``JSONLinesFormatter`` instead (one write and flush per record);
 
 then loads each with ``wrk`` (same ``Authorization`` header for both),
 alternating bare/stack for several rounds, for a ~20-byte and a ~1 KB JSON
@@ -33,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -50,7 +56,7 @@ LARGE = {
 }  # about 1 KB as JSON
 
 
-def serve(kind: str, port: int, access_log: str | None) -> None:
+def serve(kind: str, port: int, access_log: str | None, access_handler: str = "buffered") -> None:
     from tornado.web import Application, RequestHandler
 
     class BareSmall(RequestHandler):
@@ -82,7 +88,7 @@ def serve(kind: str, port: int, access_log: str | None) -> None:
             TimingMixin,
             TokenAuthMixin,
         )
-        from tornado_kit.timing import JSONLinesFormatter
+        from tornado_kit.timing import JSONLinesFileHandler, JSONLinesFormatter
 
         class Stack(TokenAuthMixin, JSONErrorMixin, TimingMixin, JSONBodyMixin, RequestHandler):
             payload: Any = None
@@ -99,19 +105,30 @@ def serve(kind: str, port: int, access_log: str | None) -> None:
         routes = [("/small", StackSmall), ("/large", StackLarge)]
         settings["token_verifier"] = StaticTokenVerifier({TOKEN: {"sub": "bench"}})
         assert access_log is not None
-        handler = logging.FileHandler(access_log)
-        handler.setFormatter(JSONLinesFormatter())
+        file_handler: logging.Handler
+        if access_handler == "buffered":
+            file_handler = JSONLinesFileHandler(access_log)  # flush_interval=0.5, 64 KiB
+        else:
+            file_handler = logging.FileHandler(access_log)
+            file_handler.setFormatter(JSONLinesFormatter())
         logger = logging.getLogger("tornado_kit.access")
-        logger.addHandler(handler)
+        logger.addHandler(file_handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
 
     async def main() -> None:
         app = Application(routes, **settings)
         app.listen(port, address="127.0.0.1")
-        await asyncio.Event().wait()
+        await stop.wait()
 
-    asyncio.run(main())
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await main()
+
+    asyncio.run(run())
+    logging.shutdown()  # writes what JSONLinesFileHandler still holds
 
 
 def free_port() -> int:
@@ -147,9 +164,16 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def run_wrk(
-    url: str, duration: int, connections: int, pid: int | None = None
+    url: str,
+    duration: int,
+    connections: int,
+    pid: int | None = None,
+    counts: list[int] | None = None,
 ) -> tuple[float, float, float | None]:
-    """Return (requests per second, p99 latency in ms, server CPU us per request)."""
+    """Return (requests per second, p99 latency in ms, server CPU us per request).
+
+    The number of responses wrk received is appended to *counts* when given.
+    """
     cpu_before = cpu_seconds(pid) if pid else None
     out = subprocess.run(
         [
@@ -173,6 +197,8 @@ def run_wrk(
     assert p99 is not None, out
     cpu_after = cpu_seconds(pid) if pid else None
     total = re.search(r"(\d+) requests in", out)
+    if counts is not None and total:
+        counts.append(int(total.group(1)))
     cpu_per_request = None
     if cpu_before is not None and cpu_after is not None and total and int(total.group(1)):
         cpu_per_request = (cpu_after - cpu_before) / int(total.group(1)) * 1e6
@@ -189,12 +215,19 @@ def main() -> None:
         action="store_true",
         help="skip the reference server (bare Tornado with its own access log to a file)",
     )
+    parser.add_argument(
+        "--access-handler",
+        choices=["buffered", "file"],
+        default="buffered",
+        help="stack's access log handler: JSONLinesFileHandler (default, the documented"
+        " production set-up) or logging.FileHandler + JSONLinesFormatter",
+    )
     parser.add_argument("--serve", choices=["bare", "bare+log", "stack"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--access-log", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.access_log)
+        serve(args.serve, args.port, args.access_log, args.access_handler)
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -216,6 +249,8 @@ def main() -> None:
                 str(port),
                 "--access-log",
                 access_log,
+                "--access-handler",
+                args.access_handler,
             ]
         )
         for kind, port in ports.items()
@@ -225,12 +260,24 @@ def main() -> None:
             wait_for(port)
         print(
             f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
-            f"orjson={'yes' if _json.HAVE_ORJSON else 'no'} (stack side)"
+            f"orjson={'yes' if _json.HAVE_ORJSON else 'no'} (stack side), stack access log:"
+            f" logger tornado_kit.access INFO, propagate=False, "
+            + (
+                "JSONLinesFileHandler(flush_interval=0.5, buffer_size=64 KiB)"
+                if args.access_handler == "buffered"
+                else "logging.FileHandler + JSONLinesFormatter"
+            )
         )
         results: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
+        stack_responses: list[int] = []
         for size in ("small", "large"):
             for kind in kinds:  # warm-up
-                run_wrk(f"http://127.0.0.1:{ports[kind]}/{size}", 1, args.connections)
+                run_wrk(
+                    f"http://127.0.0.1:{ports[kind]}/{size}",
+                    1,
+                    args.connections,
+                    counts=stack_responses if kind == "stack" else None,
+                )
             for rnd in range(1, args.rounds + 1):
                 shift = (rnd - 1) % len(kinds)  # rotate who goes first
                 for kind in kinds[shift:] + kinds[:shift]:
@@ -239,6 +286,7 @@ def main() -> None:
                         args.duration,
                         args.connections,
                         procs[kind].pid,
+                        stack_responses if kind == "stack" else None,
                     )
                     results.setdefault((size, kind), []).append((rps, p99, cpu))
                     cpu_text = f"  server CPU {cpu:6.1f} us/req" if cpu is not None else ""
@@ -246,9 +294,16 @@ def main() -> None:
                         f"  round {rnd} {size:5} {kind:8} {rps:8.0f} req/s"
                         f"  p99 {p99:7.2f} ms{cpu_text}"
                     )
+        # Stop the stack server first: a clean stop writes the records its
+        # JSONLinesFileHandler still holds.
+        procs["stack"].terminate()
+        procs["stack"].wait(10)
         with open(access_log, encoding="utf-8") as log_file:
             lines = sum(1 for _ in log_file)
-        print(f"\naccess log: {lines} JSON lines written by the stack server")
+        print(
+            f"\naccess log: {lines} JSON lines written by the stack server"
+            f" (wrk received {sum(stack_responses)} responses from it)"
+        )
         print(
             f"\n{'response':9} {'bare req/s':>10} {'stack req/s':>11} {'ratio':>6}"
             f" {'bare p99':>9} {'stack p99':>9} {'CPU/req bare':>13} {'stack':>7}"
