@@ -412,6 +412,61 @@ async def test_allow_anonymous_is_per_method(base_url, http_client):
     assert response.code == 401
 
 
+class StrictChildHandler(AnonymousHandler):
+    """Overrides the anonymous GET without the marker: GET needs a token again."""
+
+    def get(self) -> None:
+        self.write("strict")
+
+
+class ScopedChildHandler(AnonymousHandler):
+    @require_scopes("write")
+    def get(self) -> None:
+        self.write("scoped")
+
+
+class InheritingChildHandler(AnonymousHandler):
+    """Inherits the anonymous GET unchanged."""
+
+
+async def test_markers_follow_each_class_not_its_parent(http_client):
+    # The markers are cached per class: the parent's cached "anonymous GET"
+    # must not leak to subclasses that override GET, and must reach one that
+    # inherits it.
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    app = Application(
+        [
+            ("/parent", AnonymousHandler),
+            ("/strict", StrictChildHandler),
+            ("/scoped-child", ScopedChildHandler),
+            ("/inheriting", InheritingChildHandler),
+        ],
+        token_verifier=StaticTokenVerifier(TOKENS),
+    )
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(2):  # the second round runs on the cached markers
+            assert (await fetch(http_client, base + "/parent")).code == 200
+            strict = await fetch(http_client, base + "/strict")
+            assert (strict.code, challenge(strict)) == (401, CHALLENGE)
+            assert (await fetch(http_client, base + "/strict", "bob-token")).body == b"strict"
+            assert (await fetch(http_client, base + "/scoped-child")).code == 401
+            assert (await fetch(http_client, base + "/scoped-child", "bob-token")).code == 403
+            assert (await fetch(http_client, base + "/scoped-child", "alice-token")).code == 200
+            assert (await fetch(http_client, base + "/inheriting")).body == b'{"sub": null}'
+            assert (
+                await fetch(http_client, base + "/inheriting", method="POST", body=b"")
+            ).code == 401
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
 async def test_require_scopes_grants_with_every_scope(base_url, http_client):
     response = await fetch(http_client, base_url + "/scoped", "alice-token")
     assert response.code == 200
@@ -808,6 +863,20 @@ def test_static_verifier_matches_exact_tokens_only() -> None:
         assert verifier.verify(other) is None
     assert verifier.verify(b"alice-token") is None  # type: ignore[arg-type]
     assert "alice-token" not in repr(verifier)
+
+
+def test_static_verifier_with_many_tokens_and_independent_instances() -> None:
+    tokens = {f"service-token-{i:05d}": {"sub": f"svc{i}"} for i in range(5000)}
+    verifier = StaticTokenVerifier(tokens)
+    for i in (0, 1, 2500, 4999):
+        assert verifier.verify(f"service-token-{i:05d}") == {"sub": f"svc{i}"}
+    assert verifier.verify("service-token-05000") is None
+    assert verifier.verify("service-token-0000") is None  # a prefix of real tokens
+    assert repr(verifier) == "StaticTokenVerifier(<5000 tokens>)"
+    # Each instance has its own key: what it stores reveals nothing shared.
+    one, two = StaticTokenVerifier(TOKENS), StaticTokenVerifier(TOKENS)
+    assert set(vars(one)["_users"]).isdisjoint(vars(two)["_users"])
+    assert one.verify("alice-token") is two.verify("alice-token") is ALICE
 
 
 def test_static_verifier_refuses_empty_tokens() -> None:
