@@ -59,3 +59,33 @@ def die() -> None:
 def append_to(target: list[str], value: str) -> str:
     target.append(value)
     return value
+
+
+def make_serve_app() -> object:
+    """Factory for ``python -m tornado_kit serve tests._jobs:make_serve_app``.
+
+    ``GET /pid`` answers the pid of the process-pool worker; ``GET /slow``
+    runs a 1 s job in it; ``GET /stats`` shows the executor's counters.
+    """
+    from tornado.web import Application, RequestHandler
+
+    from tornado_kit import BoundedExecutor, ExecutorMixin
+
+    class PidHandler(ExecutorMixin, RequestHandler):
+        async def get(self) -> None:
+            self.write({"pid": await self.run_in_executor(worker_pid)})
+
+    class SlowHandler(ExecutorMixin, RequestHandler):
+        async def get(self) -> None:
+            self.write({"result": await self.run_in_executor(sleep_then, 1.0)})
+
+    executor = BoundedExecutor(max_workers=1, kind="process", name="served")
+
+    class StatsHandler(RequestHandler):
+        def get(self) -> None:
+            self.write(executor.stats())
+
+    return Application(
+        [(r"/pid", PidHandler), (r"/slow", SlowHandler), (r"/stats", StatsHandler)],
+        executor=executor,
+    )

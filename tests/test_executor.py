@@ -6,8 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -21,6 +25,7 @@ from tornado.web import Application, RequestHandler
 
 from tests import _jobs
 from tests._example_process import run_example
+from tests._servers import free_port, wait_for_port
 from tornado_kit import (
     BoundedExecutor,
     ExecutorMixin,
@@ -674,3 +679,42 @@ async def test_example_06_runs_on_its_own(example_06: str, http_client: AsyncHTT
     assert all(r.headers["Retry-After"] == "1" for r in flood[:-1] if r.code == 503)
     stats = json.loads((await get(http_client, example_06 + "/stats")).body)
     assert stats["rejected"] == codes.count(503)
+
+
+# -- through serve(): SIGTERM lets the job finish, then the pool is released --------
+
+
+async def test_sigterm_under_serve_finishes_the_job_then_stops_the_workers(
+    http_client: AsyncHTTPClient,
+) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "tornado_kit", "serve", "tests._jobs:make_serve_app"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), "--address", "127.0.0.1", "--shutdown-timeout", "10"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_port, port, 30.0)
+        url = f"http://127.0.0.1:{port}"
+        worker = json.loads((await get(http_client, url + "/pid")).body)["pid"]
+        slow = asyncio.ensure_future(get(http_client, url + "/slow"))
+        for _ in range(500):  # until the job is running in the worker
+            if json.loads((await get(http_client, url + "/stats")).body)["running"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the job never started")
+        proc.send_signal(signal.SIGTERM)
+        response = await slow
+        assert (response.code, response.body) == (200, b'{"result": "done"}')
+        returncode = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
+        assert returncode == 0
+        await wait_until(
+            lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
