@@ -388,7 +388,12 @@ class TokenAuthMixin(RequestHandler):
         super().write_error(status_code, **kwargs)
 
     def _request_summary(self) -> str:
-        # Tornado's warning, error and default access-log lines all use this.
+        # Tornado's warning, error and default access-log lines all use this;
+        # Application.log_request calls it for every request, even when the
+        # access logger is off, so a URI without a query (nothing to redact)
+        # takes no detour.
+        if not self.request.query:
+            return super()._request_summary()
         with self._redacted_uri():
             return super()._request_summary()
 
@@ -413,7 +418,7 @@ class TokenAuthMixin(RequestHandler):
         request = self.request
         uri = request.uri
         name = resolve(self, "auth_query_argument", DEFAULT_QUERY_ARGUMENT)
-        if uri is None or not name:
+        if uri is None or not name or not request.query:
             yield
             return
         request.uri = redact_query(uri, (name,))
