@@ -1,15 +1,28 @@
-"""Run a numbered example as its own process on a free port (examples 06 and 07)."""
+"""The numbered examples in tests: run one as its own process, or import its module."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from tests._servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>`` (not a valid module name: ``04_websocket_chat.py``)."""
+    path = ROOT / "examples" / name
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_example(name: str) -> Iterator[str]:

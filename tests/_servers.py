@@ -1,4 +1,5 @@
-"""Real external servers for tests: redis-server (and helpers to find binaries).
+"""Real external servers for tests: redis-server, and helpers to find binaries,
+wait for a port or a condition, and stop a subprocess.
 
 Each server is started on a free loopback port in a private temp directory and
 stopped at teardown. A test that needs a binary is skipped only when that
@@ -7,13 +8,16 @@ binary is absent; ``.ci/run`` installs them all.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -32,6 +36,27 @@ def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll *predicate* on the running loop until it is true; fail after *timeout* seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        await asyncio.sleep(0.01)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM *proc* if it still runs; SIGKILL it when it outlives *timeout* seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def find_binary(name: str, *extra_dirs: str) -> str | None:

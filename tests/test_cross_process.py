@@ -22,7 +22,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClientConnection
 
-from tests._servers import free_port, wait_for_port
+from tests._servers import free_port, stop_process, wait_for_port
 from tornado_kit.sse import ServerSentEvent
 from tornado_kit.testing import read_sse, ws_connect
 
@@ -62,17 +62,6 @@ def _start(name: str, redis_url: str, tmp_path: Path) -> Instance:
     return Instance(name, port, proc, log_path)
 
 
-def _stop(instance: Instance) -> None:
-    proc = instance.proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def instances(redis_url: str, tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
     """Processes "a" and "b" on one Redis; both stopped (never orphaned) at teardown."""
@@ -88,8 +77,8 @@ def instances(redis_url: str, tmp_path: Path) -> Iterator[tuple[Instance, Instan
                 ) from None
         yield a, b
     finally:
-        _stop(a)
-        _stop(b)
+        stop_process(a.proc)
+        stop_process(b.proc)
     for instance in (a, b):
         # A clean SIGTERM shutdown: exit status 0, nothing logged as an error.
         assert instance.proc.returncode == 0, instance.output()

@@ -31,7 +31,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from tornado.websocket import WebSocketClientConnection
 
 from tests._refapp import SECRET, png_bytes
-from tests._servers import find_binary, free_port, wait_for_port
+from tests._servers import find_binary, free_port, stop_process, wait_for_port
 from tornado_kit.testing import parse_sse, read_sse, ws_connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,16 +114,6 @@ def start_backend(
     return proc, log_path
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, redis_url: str, nginx_binary: str) -> Iterator[Deployment]:
     ports = {"a": free_port(), "b": free_port()}
@@ -164,9 +154,9 @@ def deployment(tmp_path: Path, redis_url: str, nginx_binary: str) -> Iterator[De
         yield dep
     finally:
         for proc in dep.procs.values():
-            stop(proc)
+            stop_process(proc)
         if nginx is not None:
-            stop(nginx)
+            stop_process(nginx)
 
 
 # -- clients -------------------------------------------------------------------
@@ -585,4 +575,4 @@ async def test_one_server_with_worker_processes(tmp_path: Path, redis_url: str) 
     finally:
         await close_ws(conns)
         http.close()
-        stop(proc)
+        stop_process(proc)

@@ -25,6 +25,7 @@ from tornado.web import Application, RequestHandler
 
 from tests import _jobs
 from tests._example_process import run_example
+from tests._servers import eventually as wait_until
 from tests._servers import free_port, wait_for_port
 from tornado_kit import (
     BoundedExecutor,
@@ -148,15 +149,6 @@ def app(small: BoundedExecutor, release: threading.Event) -> Application:
 
 async def get(client: AsyncHTTPClient, url: str, **kw: Any) -> HTTPResponse:
     return await client.fetch(url, raise_error=False, **kw)
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 # -- BoundedExecutor on its own ------------------------------------------------

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from tornado.iostream import StreamClosedError
 from tornado.web import Application, HTTPError, RequestHandler
 
+from tests._example_process import load_example
+from tests._servers import eventually
 from tests._threaded_server import ThreadedServer
 from tornado_kit import LocalBroker, MemoryEventLog, ServerSentEvent, SSEMixin, TimingMixin
 from tornado_kit._lifecycle import shutdown, state_for
@@ -137,15 +139,6 @@ async def raw(base_url: str) -> AsyncIterator[Any]:
     yield opener
     for stream in streams:
         await stream.close()
-
-
-async def eventually(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        await asyncio.sleep(0.01)
 
 
 # -- the application under test ---------------------------------------------
@@ -1009,21 +1002,7 @@ def test_round_trip_property(
 # -- examples/05_sse_feed.py ---------------------------------------------------------
 
 
-def _example_app() -> Application:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "examples" / "05_sse_feed.py"
-    spec = importlib.util.spec_from_file_location("example_05_sse_feed", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app: Application = module.make_app()
-    return app
-
-
-@pytest.mark.parametrize("app", [_example_app()], indirect=False)
+@pytest.mark.parametrize("app", [load_example("05_sse_feed.py").make_app()], indirect=False)
 async def test_example_feed(sse: Any, http_client: Any, base_url: str, app: Application) -> None:
     page = await http_client.fetch(base_url + "/")
     assert b"new EventSource" in page.body

@@ -20,6 +20,8 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler
 
+from tests._example_process import load_example
+from tests._servers import eventually
 from tornado_kit import (
     AllowedOriginsMixin,
     APIError,
@@ -154,15 +156,6 @@ async def _registries_clean(app: Application) -> AsyncIterator[None]:
     """Set up before the server, checked after it stopped: nothing left registered."""
     yield
     assert_registries_empty(app)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def read_json(conn: WebSocketClientConnection, timeout: float = 5.0) -> Any:
@@ -786,21 +779,7 @@ async def test_allowed_origins_from_settings(ws_connect: Connect) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _example_app() -> Application:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "examples" / "04_websocket_chat.py"
-    spec = importlib.util.spec_from_file_location("example_04_websocket_chat", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app: Application = module.make_app()
-    return app
-
-
-@pytest.mark.parametrize("app", [_example_app()], indirect=False)
+@pytest.mark.parametrize("app", [load_example("04_websocket_chat.py").make_app()], indirect=False)
 async def test_example_chat(ws_connect: Connect, http_client: Any, base_url: str) -> None:
     page = await http_client.fetch(base_url + "/")
     assert b"new WebSocket" in page.body
