@@ -29,6 +29,8 @@ _ATTR = "_tornado_kit_state"
 #: Shutdown phases, run in increasing order. Callbacks in one phase run concurrently.
 PHASE_CONNECTIONS = 10  # close WebSockets with 1001, end SSE streams
 PHASE_RESOURCES = 20  # brokers, executors, HTTP clients
+#: Seconds a callback cancelled for overrunning the timeout gets to clean up.
+_CANCEL_GRACE = 1.0
 
 ShutdownCallback = Callable[[], "Awaitable[Any] | None"]
 
@@ -84,6 +86,10 @@ class AppState:
                 for task in not_done:
                     task.cancel()
                     log.warning("tornado-kit shutdown callback did not finish in time: %r", task)
+                if not_done:
+                    # Let the cancelled callbacks run their cleanup before the
+                    # next phase (briefly: one that ignores cancellation is left).
+                    await asyncio.wait(not_done, timeout=_CANCEL_GRACE)
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         log.error(
