@@ -183,14 +183,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--large", action="store_true", help="~1 KB JSON response")
+    parser.add_argument(
+        "--configs", nargs="+", choices=CONFIGS, default=CONFIGS, help="default: all"
+    )
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.requests, 1, args.large)
         return
+    configs = list(dict.fromkeys(["bare", *args.configs]))
     best: dict[str, float] = {}
     for rnd in range(args.rounds):
-        order = CONFIGS[rnd % len(CONFIGS) :] + CONFIGS[: rnd % len(CONFIGS)]
+        order = configs[rnd % len(configs) :] + configs[: rnd % len(configs)]
         for config in order:
             command = [
                 sys.executable,
@@ -211,7 +215,7 @@ def main() -> None:
         " rounds (process CPU time per request, in-process, no sockets)"
     )
     bare = best["bare"]
-    for config in CONFIGS:
+    for config in configs:
         value = best[config]
         print(f"  {config:18} {value:7.1f} us  {value - bare:+6.1f} us vs bare")
 

@@ -639,6 +639,26 @@ async def test_verifier_shapes(http_client, verifier, token, sub):
         assert challenge(bad) == INVALID_TOKEN
 
 
+async def test_overridden_verify_token_is_used_instead_of_the_verifier(http_client):
+    # The default verify_token is bypassed internally for speed; an override
+    # must still be the one that decides.
+    class OwnLookup(TokenAuthMixin, RequestHandler):
+        async def verify_token(self, token: str) -> dict[str, Any] | None:
+            await asyncio.sleep(0)
+            return {"sub": "custom", "scopes": ["x"]} if token == "custom-token" else None
+
+        @require_scopes("x")
+        def get(self) -> None:
+            self.write(self.current_user["sub"])
+
+    app = Application([("/own", OwnLookup)], token_verifier=StaticTokenVerifier(TOKENS))
+    async with _serve(app) as url:
+        ok = await fetch(http_client, url + "/own", "custom-token")
+        assert (ok.code, ok.body) == (200, b"custom")
+        bad = await fetch(http_client, url + "/own", "alice-token")  # valid for the setting
+        assert (bad.code, challenge(bad)) == (401, INVALID_TOKEN)
+
+
 async def test_class_attribute_verifier_wins_over_setting(http_client):
     class OwnVerifier(ProtectedHandler):
         token_verifier = staticmethod(sync_callable)
