@@ -321,6 +321,13 @@ class WSState:
                 relay.stop()
 
     def conn_id(self, handler: WebSocketHandler) -> str:
+        """The relay id of *handler* (for ``exclude_self``); ``""`` once it has closed.
+
+        A closed connection receives nothing anyway, and registering it again
+        (e.g. a broadcast from ``on_close``) would leak its entry.
+        """
+        if handler not in self.app_state.connections:
+            return ""
         member = self.members.get(handler)
         if member is None:
             member = self.members[handler] = Member()

@@ -1,0 +1,174 @@
+"""WebSocket edge cases through a real server: late broadcasts, relays, origins, bad knobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+from tornado.ioloop import IOLoop
+from tornado.web import Application
+from tornado.websocket import WebSocketClientConnection, WebSocketHandler
+
+from tornado_kit import (
+    AllowedOriginsMixin,
+    BroadcastMixin,
+    HeartbeatMixin,
+    JSONMessageMixin,
+    LocalBroker,
+)
+from tornado_kit._json import dumps_str, loads
+from tornado_kit._lifecycle import state_for
+from tornado_kit._origins import parse_pattern
+from tornado_kit._ws_runtime import STATE_KEY, WSState
+
+Connect = Callable[..., Awaitable[WebSocketClientConnection]]
+
+
+class RelayBroker(LocalBroker):
+    """A real in-process broker that is not a plain LocalBroker: rooms go through it."""
+
+
+class Chat(JSONMessageMixin, BroadcastMixin, WebSocketHandler):
+    def open(self) -> None:
+        self.join("room")
+
+    async def on_json(self, data: dict[str, Any]) -> None:
+        await self.broadcast("room", data)
+
+    def on_close(self) -> None:
+        # The usual "user left" notice, sent after the connection is gone.
+        IOLoop.current().spawn_callback(self.broadcast, "room", {"left": True})
+
+
+class Origins(AllowedOriginsMixin, WebSocketHandler):
+    allowed_origins = ("http://[::1]:8080", "https://[2001:DB8::1]", "https://*.ex.com")
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+class AnyOrigin(AllowedOriginsMixin, WebSocketHandler):
+    allowed_origins = "*"
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+class BadHeartbeat(HeartbeatMixin, WebSocketHandler):
+    heartbeat_interval = 0.0
+
+
+@pytest.fixture
+def app() -> Application:
+    return Application(
+        [("/chat", Chat), ("/origins", Origins), ("/any", AnyOrigin), ("/bad-hb", BadHeartbeat)],
+        broker=RelayBroker(),
+    )
+
+
+def ws_state(app: Application) -> WSState:
+    ws: WSState = state_for(app).resources[STATE_KEY]
+    return ws
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def read_json(conn: WebSocketClientConnection) -> Any:
+    message = await asyncio.wait_for(conn.read_message(), 5)
+    assert message is not None, f"connection closed ({conn.close_code})"
+    return loads(message)
+
+
+async def test_broadcast_after_close_reaches_the_room_and_leaks_nothing(
+    app: Application, ws_connect: Connect
+) -> None:
+    broker: RelayBroker = app.settings["broker"]
+    stay = await ws_connect("/chat")
+    leave = await ws_connect("/chat")
+    await eventually(lambda: len(ws_state(app).rooms.get("room", ())) == 2)
+    await ws_state(app).relays["room"].ready
+    await leave.write_message(dumps_str({"hello": 1}))
+    assert await read_json(stay) == {"hello": 1}
+    leave.close(1000)
+    # on_close broadcast (exclude_self on a connection that is already gone).
+    assert await read_json(stay) == {"left": True}
+    ws = ws_state(app)
+    assert len(state_for(app).connections) == 1
+    assert len(ws.members) == 1, "the closed connection was registered again"
+    assert len(ws.ids) <= 1
+    stay.close(1000)
+    await eventually(lambda: not state_for(app).connections)
+    await eventually(lambda: broker.subscriber_count() == 0)
+    assert not ws.members
+    assert not ws.ids
+    assert not ws.rooms
+    assert not ws.relays
+    await broker.close()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://[::1]:8080", "HTTP://[::1]:8080", "https://[2001:db8::1]:443", "https://a.b.EX.com"],
+)
+async def test_ipv6_and_case_normalised_origins_are_accepted(
+    ws_connect: Connect, origin: str
+) -> None:
+    conn = await ws_connect("/origins", headers={"Origin": origin})
+    await conn.write_message("x")
+    assert await asyncio.wait_for(conn.read_message(), 5) == "x"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://[::1]",  # default port 80, the entry says 8080
+        "https://[::1]:8080",  # scheme mismatch
+        "http://[::2]:8080",
+        "http://[::1x]:8080",  # not an IPv6 literal
+        "https://ex.com",  # wildcard: never the bare domain
+        "http://a.ex.com",  # wildcard entry is https
+    ],
+)
+async def test_other_ipv6_and_wildcard_origins_are_refused(
+    ws_connect: Connect, origin: str
+) -> None:
+    with pytest.raises(HTTPClientError) as info:
+        await ws_connect("/origins", headers={"Origin": origin})
+    assert info.value.code == 403
+
+
+async def test_star_allows_every_well_formed_origin_only(ws_connect: Connect) -> None:
+    for origin in ("https://anything.example", "http://[::1]:1", "http://x"):
+        conn = await ws_connect("/any", headers={"Origin": origin})
+        conn.close()
+    for origin in ("null", "https://a/b", "javascript:alert(1)"):
+        with pytest.raises(HTTPClientError) as info:
+            await ws_connect("/any", headers={"Origin": origin})
+        assert info.value.code == 403
+
+
+async def test_non_positive_heartbeat_knob_is_a_clear_server_error(
+    app: Application, ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), pytest.raises(HTTPClientError) as info:
+        await ws_connect("/bad-hb")
+    assert info.value.code == 500  # a configuration error, not the client's
+    assert "heartbeat_interval and heartbeat_timeout must be positive" in caplog.text
+    assert not state_for(app).connections
+
+
+@pytest.mark.parametrize("pattern", ["https://" + "ä" * 64 + ".com", "https://ä.com:99x"])
+def test_unicode_patterns_that_idna_cannot_encode_are_rejected(pattern: str) -> None:
+    with pytest.raises(ValueError, match="invalid allowed_origins entry"):
+        parse_pattern(pattern)
