@@ -1,13 +1,17 @@
 """JSON encoding with orjson when installed, the standard library otherwise.
 
-Both paths produce the same JSON *value*: compact separators, UTF-8 text
-(no ``\\uXXXX`` escaping of non-ASCII), and ``</`` escaped as ``<\\/`` by
-neither (responses are ``application/json``, not HTML).
+Both paths accept and produce the same JSON *values* (RFC 8259): compact
+separators, UTF-8 text (no ``\\uXXXX`` escaping of non-ASCII), integers of
+any size, and no ``NaN`` or ``Infinity`` in either direction (they are not
+JSON, §6). ``</`` is not escaped (responses are ``application/json``, not
+HTML).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from types import ModuleType
 from typing import Any
 
@@ -19,27 +23,51 @@ except ImportError:  # pragma: no cover
 
 HAVE_ORJSON = _orjson is not None
 
+# orjson decodes integers outside [-2**63, 2**64) as floats, silently losing
+# digits; such integers need 19 digits or more. Inputs with a run that long
+# (rare: big integers, long decimals) are decoded by the standard library.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_STR = re.compile(r"[0-9]{19}")
+
+_NON_FINITE = "Out of range float values are not JSON compliant (NaN, Infinity)"
+
 
 def _stdlib_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValueError("value is nested too deeply to encode as JSON") from None
+    return text.encode("utf-8")
+
+
+def _has_non_finite(obj: Any) -> bool:
+    # Only called on values orjson encoded, hence nested at most 254 deep.
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_non_finite(v) for v in obj)
+    return False
 
 
 def dumps(obj: Any) -> bytes:
     """Encode *obj* as compact UTF-8 JSON bytes.
 
-    Raises ``TypeError`` for values JSON cannot represent (with either
-    backend) and ``ValueError`` for NaN or infinity with the standard library.
+    Raises ``TypeError`` for values JSON cannot represent and ``ValueError``
+    for NaN or infinity and for values nested too deeply (with either
+    backend; orjson alone would write NaN as ``null``).
     """
     if _orjson is not None:
         try:
             result: bytes = _orjson.dumps(obj)
-            return result
         except _orjson.JSONEncodeError:
-            # orjson is stricter than json (e.g. integers above 64 bits, non-str
-            # keys); fall back so that the value encodes the same either way.
+            # orjson is stricter than json (e.g. integers above 64 bits, depth
+            # beyond 254); fall back so that the value encodes the same either way.
             return _stdlib_dumps(obj)
+        if b"null" in result and _has_non_finite(obj):
+            raise ValueError(_NON_FINITE)
+        return result
     return _stdlib_dumps(obj)
 
 
@@ -48,20 +76,37 @@ def dumps_str(obj: Any) -> str:
     return dumps(obj).decode("utf-8")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400: it could never be encoded back
+        raise ValueError(f"number {text[:20]} is out of the range of a float")
+    return value
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON text or UTF-8 bytes.
 
-    Raises ``ValueError`` (``json.JSONDecodeError`` or a subclass) when the
-    input is malformed or nested too deeply; never ``RecursionError``.
+    Integers of any size decode exactly. Raises ``ValueError`` when the input
+    is malformed, contains ``NaN``, ``Infinity`` or a number beyond the range
+    of a float, or is nested too deeply; never ``RecursionError``.
     """
     if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            # orjson rejects some inputs the stdlib accepts (e.g. integers
-            # beyond 64 bits); keep both paths agreeing on what is valid.
-            pass
+        if isinstance(data, str):
+            exact = _LONG_DIGITS_STR.search(data) is None
+        else:
+            exact = _LONG_DIGITS.search(data) is None
+        if exact:
+            try:
+                return _orjson.loads(data)
+            except _orjson.JSONDecodeError:
+                # orjson rejects some inputs the stdlib accepts (e.g. lone
+                # surrogate escapes): the standard library has the last word.
+                pass
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON document is nested too deeply") from None

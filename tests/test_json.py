@@ -1,0 +1,139 @@
+"""tornado_kit._json: orjson and the standard library agree on JSON values."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tornado_kit import _json
+
+BACKENDS = ["orjson", "stdlib"] if _json.HAVE_ORJSON else ["stdlib"]
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Run the block with the given backend (the stdlib one by hiding orjson)."""
+    saved = _json._orjson
+    if name == "stdlib":
+        _json._orjson = None
+    try:
+        yield
+    finally:
+        _json._orjson = saved
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: well beyond 64 bits
+    | st.integers(min_value=2**63 - 4, max_value=2**64 + 4)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(json_values)
+def test_both_backends_encode_and_decode_the_same_value(value: Any) -> None:
+    encoded = {}
+    for name in BACKENDS:
+        with backend(name):
+            data = _json.dumps(value)
+            encoded[name] = data
+            assert _json.dumps_str(value) == data.decode("utf-8")
+            assert _json.loads(data) == value
+            assert _json.loads(data.decode("utf-8")) == value
+    # Each backend's output is plain JSON that the other backend (and the
+    # standard library) decodes to the same value.
+    for data in encoded.values():
+        assert json.loads(data) == value
+        for name in BACKENDS:
+            with backend(name):
+                assert _json.loads(data) == value
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_integers_beyond_64_bits(name: str) -> None:
+    with backend(name):
+        for number in (2**64, -(2**63) - 1, 10**40):
+            assert _json.dumps([number]) == f"[{number}]".encode()
+            assert _json.loads(f'{{"n":{number}}}') == {"n": number}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a":-Infinity}', "[1,NaN]"])
+def test_nan_and_infinity_are_not_accepted(name: str, text: str) -> None:
+    with backend(name), pytest.raises(ValueError):
+        _json.loads(text)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(
+    "value", [float("nan"), [float("inf")], {"a": [1, {"b": -float("inf")}]}, (None, float("nan"))]
+)
+def test_nan_and_infinity_are_not_encoded(name: str, value: Any) -> None:
+    # orjson on its own writes NaN as null: the value would change silently.
+    with backend(name), pytest.raises(ValueError):
+        _json.dumps(value)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_null_next_to_finite_floats_still_encodes(name: str) -> None:
+    with backend(name):
+        value = {"a": None, "b": [1.5, None]}
+        assert _json.loads(_json.dumps(value)) == value
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_deep_nesting_is_a_value_error_not_a_recursion_error(name: str) -> None:
+    depth = 100_000
+    with backend(name):
+        with pytest.raises(ValueError):
+            _json.loads("[" * depth + "]" * depth)
+        with pytest.raises(ValueError):
+            _json.loads(b'{"a":' * depth + b"1" + b"}" * depth)
+        nested: Any = []
+        for _ in range(depth):
+            nested = [nested]
+        with pytest.raises(ValueError):
+            _json.dumps(nested)
+        # Moderate nesting (beyond orjson's own limit of 254) still round-trips.
+        moderate: Any = 1
+        for _ in range(300):
+            moderate = [moderate]
+        assert _json.loads(_json.dumps(moderate)) == moderate
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("text", [b"", b"{", b"[1,]", b"\xff", b"{'a': 1}", b"01"])
+def test_malformed_input_is_a_value_error(name: str, text: bytes) -> None:
+    with backend(name), pytest.raises(ValueError):
+        _json.loads(text)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_unrepresentable_values_are_a_type_error(name: str) -> None:
+    with backend(name), pytest.raises(TypeError):
+        _json.dumps({"a": object()})
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_output_is_compact_utf8(name: str) -> None:
+    with backend(name):
+        assert _json.dumps({"é": ["</", 1]}) == '{"é":["</",1]}'.encode()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_numbers_beyond_the_float_range_are_refused(name: str) -> None:
+    with backend(name), pytest.raises(ValueError):
+        _json.loads("[1e400]")
+    with backend(name):
+        assert _json.loads("[1e300, 0.1234567890123456789012]") == [1e300, 0.1234567890123456789012]
