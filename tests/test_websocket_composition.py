@@ -9,17 +9,17 @@ connection closes, and empty registries afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.web import Application
-from tornado.websocket import WebSocketClientConnection, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
+from tests._servers import eventually
+from tests.test_websocket import Connect, read_json, ws_state
 from tornado_kit import (
     AllowedOriginsMixin,
     BroadcastMixin,
@@ -29,11 +29,8 @@ from tornado_kit import (
     TimingMixin,
     TokenAuthMixin,
 )
-from tornado_kit._json import dumps_str, loads
+from tornado_kit._json import dumps_str
 from tornado_kit._lifecycle import state_for
-from tornado_kit._ws_runtime import STATE_KEY, WSState
-
-Connect = Callable[..., Awaitable[WebSocketClientConnection]]
 
 MIXINS = (
     AllowedOriginsMixin,
@@ -79,26 +76,6 @@ BODY = {
 
 def compose(order: tuple[type, ...]) -> type[WebSocketHandler]:
     return type("Composed_" + order_id(order), (*order, WebSocketHandler), dict(BODY))
-
-
-def ws_state(app: Application) -> WSState:
-    ws: WSState = state_for(app).resources[STATE_KEY]
-    return ws
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def read_json(conn: WebSocketClientConnection) -> Any:
-    message = await asyncio.wait_for(conn.read_message(), 5)
-    assert message is not None, f"connection closed ({conn.close_code})"
-    return loads(message)
 
 
 @pytest.fixture(params=ORDERS, ids=order_id)

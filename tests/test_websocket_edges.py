@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.ioloop import IOLoop
 from tornado.web import Application
-from tornado.websocket import WebSocketClientConnection, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
+from tests._servers import eventually
+from tests.test_websocket import Connect, RelayBroker, read_json, ws_state
 from tornado_kit import (
     AllowedOriginsMixin,
     BroadcastMixin,
     HeartbeatMixin,
     JSONMessageMixin,
-    LocalBroker,
 )
-from tornado_kit._json import dumps_str, loads
+from tornado_kit._json import dumps_str
 from tornado_kit._lifecycle import state_for
 from tornado_kit._origins import parse_pattern
-from tornado_kit._ws_runtime import STATE_KEY, WSState
-
-Connect = Callable[..., Awaitable[WebSocketClientConnection]]
-
-
-class RelayBroker(LocalBroker):
-    """A real in-process broker that is not a plain LocalBroker: rooms go through it."""
 
 
 class Chat(JSONMessageMixin, BroadcastMixin, WebSocketHandler):
@@ -68,26 +61,6 @@ def app() -> Application:
         [("/chat", Chat), ("/origins", Origins), ("/any", AnyOrigin), ("/bad-hb", BadHeartbeat)],
         broker=RelayBroker(),
     )
-
-
-def ws_state(app: Application) -> WSState:
-    ws: WSState = state_for(app).resources[STATE_KEY]
-    return ws
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def read_json(conn: WebSocketClientConnection) -> Any:
-    message = await asyncio.wait_for(conn.read_message(), 5)
-    assert message is not None, f"connection closed ({conn.close_code})"
-    return loads(message)
 
 
 async def test_broadcast_after_close_reaches_the_room_and_leaks_nothing(
