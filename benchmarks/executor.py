@@ -41,10 +41,8 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +56,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from _common import free_port, run_wrk, stop_processes  # noqa: E402
 
 
 def cpu_job(rounds: int) -> str:
@@ -164,12 +164,6 @@ def _pct(data: list[float], pct: float) -> float | None:
 # -- driver ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_ready(url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -187,8 +181,6 @@ def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 # A wrk script for clients that honour Retry-After: after a 503, the next
 # request is delayed by the header's seconds. wrk calls response() and then
@@ -209,23 +201,23 @@ end
 """
 
 
-def run_wrk(
+def wrk_figures(
     url: str, connections: int, duration: float, script: str | None = None
 ) -> dict[str, float]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "--latency"]
+    """One ``wrk -t1`` run; *script* is the source of a wrk Lua script."""
+    extra = ["--timeout", "30s"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         if script is not None:
             lua.write(script)
             lua.flush()
-            argv += ["-s", lua.name]
-        out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    non2xx = int(non2xx_match.group(1)) if non2xx_match else 0
-    p99_match = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    p99 = float(p99_match.group(1)) * _UNITS[p99_match.group(2)] if p99_match else float("nan")
-    return {"rps": rps, "total": total, "non2xx": non2xx, "wrk_p99": p99}
+            extra += ["-s", lua.name]
+        result = run_wrk(url, connections=connections, duration=duration, extra=extra)
+    return {
+        "rps": result.rps,
+        "total": result.requests,
+        "non2xx": result.non2xx,
+        "wrk_p99": result.p99_ms,
+    }
 
 
 class Server:
@@ -251,7 +243,7 @@ class Server:
 
     def start(self) -> None:
         wait_ready(self.base + "/stats")
-        run_wrk(self.base + "/work", 2, 2)  # warm-up: start the workers
+        wrk_figures(self.base + "/work", 2, 2)  # warm-up: start the workers
         get_json(self.base + "/stats")
 
     def measure(
@@ -263,7 +255,7 @@ class Server:
         while get_json(self.base + "/stats")["busy"]:
             time.sleep(0.05)
         cpu_before = self.cpu_seconds()
-        figures: dict[str, Any] = run_wrk(self.base + "/work", connections, duration, script)
+        figures: dict[str, Any] = wrk_figures(self.base + "/work", connections, duration, script)
         figures["cores"] = (self.cpu_seconds() - cpu_before) / duration
         server = get_json(self.base + "/stats")
         figures["accepted_rps"] = server["accepted"] / duration
@@ -293,12 +285,7 @@ class Server:
         return total
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_processes([self.proc], timeout=10)
 
 
 def main() -> None:

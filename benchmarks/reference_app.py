@@ -32,11 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,28 +42,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import free_port, rss_bytes, run_wrk, stop_processes, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "deploy" / "nginx.conf"
 ROOMS = 10
 SECRET = "benchmark-secret-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -185,40 +167,17 @@ def render_nginx(listen: int, ports: list[int], runtime: Path) -> Path:
 
 
 def rss_mib(pids: list[int]) -> float:
-    import psutil
-
-    total = 0
-    for pid in pids:
-        proc = psutil.Process(pid)
-        total += proc.memory_info().rss
-        total += sum(c.memory_info().rss for c in proc.children(recursive=True))
-    return total / 2**20
+    return sum(rss_bytes(pid, children=True) for pid in pids) / 2**20
 
 
-def run_wrk(url: str, token: str, duration: int, connections: int) -> tuple[float, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {token}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    match = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    assert match is not None, out
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        print(f"    wrk: {errors.group(1)} non-2xx responses", flush=True)
-    return rps, float(match.group(1)) * scale
+def load_api(url: str, token: str, duration: int, connections: int) -> tuple[float, float]:
+    """(requests/s, p99 ms) of ``wrk -t2`` with the bearer token."""
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    result = run_wrk(url, connections=connections, duration=duration, threads=2, extra=auth)
+    assert not math.isnan(result.p99_ms), result.output
+    if result.non2xx:
+        print(f"    wrk: {result.non2xx} non-2xx responses", flush=True)
+    return result.rps, result.p99_ms
 
 
 def run_layout(
@@ -309,7 +268,7 @@ def run_layout(
         rss_idle = rss_mib(backend_pids)
         clients.stdin.write("go\n")
         clients.stdin.flush()
-        rps, p99 = run_wrk(base + "/api/users/1", token, args.duration, args.connections)
+        rps, p99 = load_api(base + "/api/users/1", token, args.duration, args.connections)
         rss_loaded = rss_mib(backend_pids)
         result: dict[str, Any] = json.loads(clients.stdout.readline())
         clients.wait(timeout=60)
@@ -318,15 +277,7 @@ def run_layout(
         )
         return result
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs[::-1], timeout=20)
 
 
 def main() -> None:

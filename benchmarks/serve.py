@@ -22,19 +22,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tornado.web import Application, RequestHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import free_port, run_wrk, stop_processes, wait_for_port  # noqa: E402
 
 from tornado_kit import JSONBodyMixin, JSONErrorMixin, serve  # noqa: E402
 
@@ -69,32 +67,6 @@ def run_server(args: argparse.Namespace) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def parse_wrk(output: str) -> tuple[float, float]:
-    """(requests/s, p99 in ms) from ``wrk --latency`` output."""
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    return rps, p99
-
-
 def measure(
     wrk: str, label: str, extra: list[str], args: argparse.Namespace
 ) -> tuple[float, float]:
@@ -105,24 +77,23 @@ def measure(
         stdout=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=20)
         url = f"http://127.0.0.1:{port}/json"
-        common = ["-t", "2", "-c", str(args.connections)]
-        subprocess.run([wrk, *common, "-d", "2s", url], capture_output=True, check=True)
-        result = subprocess.run(
-            [wrk, *common, "-d", f"{args.duration}s", "--latency", url],
-            capture_output=True,
-            text=True,
-            check=True,
+        run_wrk(url, connections=args.connections, duration=2, threads=2, wrk=wrk)  # warm-up
+        result = run_wrk(
+            url, connections=args.connections, duration=args.duration, threads=2, wrk=wrk
         )
-        rps, p99 = parse_wrk(result.stdout)
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", result.stdout)
-        note = f"  ({errors.group(0)})" if errors else ""
-        print(f"  {label:<22} {rps:>10.0f} req/s   p99 {p99:>7.2f} ms{note}", flush=True)
-        return rps, p99
+        errors = [result.socket_errors] if result.socket_errors else []
+        if result.non2xx:
+            errors.append(f"Non-2xx or 3xx responses: {result.non2xx}")
+        note = f"  ({'; '.join(errors)})" if errors else ""
+        print(
+            f"  {label:<22} {result.rps:>10.0f} req/s   p99 {result.p99_ms:>7.2f} ms{note}",
+            flush=True,
+        )
+        return result.rps, result.p99_ms
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_processes([server], timeout=30)
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import psutil
+from _common import rss_bytes
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
@@ -181,10 +181,6 @@ async def settle(app: Application, n_topic: int, n_direct: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def rss() -> int:
-    return int(psutil.Process().memory_info().rss)
-
-
 async def run(n: int, rounds: int, keepalive: float) -> None:
     TopicStream.sse_keepalive_interval = keepalive
     app = Application(
@@ -205,15 +201,15 @@ async def run(n: int, rounds: int, keepalive: float) -> None:
         await ask(parent, "open", "warm-topic", "/topic?topic=warm", 50)
         await ask(parent, "open", "warm-direct", "/direct", 50)
         await settle(app, 50, 50)
-        rss0 = rss()
+        rss0 = rss_bytes()
         await ask(parent, "open", "topic", "/topic", n)
         await settle(app, n + 50, 50)
         await asyncio.sleep(keepalive * 2.5)  # keepalives flow on every stream
-        rss1 = rss()
+        rss1 = rss_bytes()
         await ask(parent, "open", "direct", "/direct", n)
         await settle(app, n + 50, n + 50)
         await asyncio.sleep(keepalive * 2.5)
-        rss2 = rss()
+        rss2 = rss_bytes()
 
         times: dict[str, list[float]] = {"topic": [], "direct": []}
         loop_times: dict[str, list[float]] = {"topic": [], "direct": []}

@@ -47,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from _common import rss_bytes  # noqa: E402
 from _ws_clients import raise_nofile  # noqa: E402
 
 from tornado_kit import HeartbeatMixin  # noqa: E402
@@ -103,11 +104,6 @@ class PingOnly(Counted):
     def on_close(self) -> None:
         self.conns.discard(self)
         super().on_close()
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 async def serve(variant: str, n: int) -> dict[str, Any]:
@@ -172,11 +168,11 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
     await finish(warm)
     gc.collect()
     await asyncio.sleep(0.5)
-    before = rss()
+    before = rss_bytes()
     proc = await clients(n)
     await asyncio.sleep(3 * PING_INTERVAL + 0.5)
     gc.collect()
-    after = rss()
+    after = rss_bytes()
     still_open = counter[0]
     await finish(proc)
     server.stop()
