@@ -67,7 +67,7 @@ def build_app(config: str, payload: Any, log_path: str) -> Any:
         TimingMixin,
         TokenAuthMixin,
     )
-    from tornado_kit.timing import JSONLinesFileHandler, JSONLinesFormatter
+    from tornado_kit.timing import JSONLinesFormatter
 
     class Bare(RequestHandler):
         def get(self) -> None:
@@ -92,6 +92,8 @@ def build_app(config: str, payload: Any, log_path: str) -> Any:
     access.propagate = False
     access.setLevel(logging.WARNING)
     if config == "stack-buffered":
+        from tornado_kit.timing import JSONLinesFileHandler
+
         access.setLevel(logging.INFO)
         access.addHandler(JSONLinesFileHandler(log_path))
     elif config == "stack-filehandler":
