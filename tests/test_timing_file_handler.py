@@ -228,24 +228,32 @@ SERVER_SCRIPT = textwrap.dedent(
     access.addHandler(JSONLinesFileHandler(sys.argv[2], flush_interval=60))
     access.setLevel(logging.INFO)
     access.propagate = False
-    serve(lambda: Application([("/", Hello)]), port=int(sys.argv[1]), address="127.0.0.1")
+    serve(
+        lambda: Application([("/", Hello)]),
+        port=int(sys.argv[1]),
+        address="127.0.0.1",
+        processes=int(sys.argv[3]),
+    )
     """
 )
 
 
-def test_serve_sigterm_writes_every_buffered_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_serve_sigterm_writes_every_buffered_record(tmp_path: Path, processes: int) -> None:
+    # With 2 workers both append to the one file (created before the fork):
+    # each writes its own lines once, whole, at its clean exit.
     port = free_port()
     path = tmp_path / "access.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, str(port), str(path)],
+        [sys.executable, "-c", SERVER_SCRIPT, str(port), str(path), str(processes)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
         wait_for_port(port)
-        for i in range(25):
+        for i in range(60):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/?i={i}", timeout=10) as r:
                 assert r.status == 200
         assert lines_of(path) == []  # still in memory (flush_interval=60)
@@ -256,4 +264,8 @@ def test_serve_sigterm_writes_every_buffered_record(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, stderr.decode()
-    assert [r["path"] for r in lines_of(path)] == [f"/?i={i}" for i in range(25)]
+    paths = [r["path"] for r in lines_of(path)]
+    if processes == 1:
+        assert paths == [f"/?i={i}" for i in range(60)]
+    else:  # two batches, one per worker, each in its own order
+        assert sorted(paths) == sorted(f"/?i={i}" for i in range(60))
