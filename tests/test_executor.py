@@ -485,6 +485,25 @@ async def test_default_executor_is_shared_per_app_and_shut_down_at_stop(
         await server.close_all_connections()
 
 
+async def test_executor_for_used_outside_a_handler_is_shut_down_with_its_app() -> None:
+    first, second = Application(), Application()
+    default = executor_for(first)
+    assert executor_for(second) is not default  # one default per application
+    assert default.stats()["started"] is False  # no pool before the first job
+    assert await default.run(_jobs.square, 3) == 9
+    own = BoundedExecutor(max_workers=1, name="own")
+    third = Application(executor=own)
+    assert executor_for(third) is own
+    assert await own.run(_jobs.square, 4) == 16
+    for app in (first, second, third):
+        await shutdown(app, timeout=5)
+    assert default.stats()["closed"]
+    assert own.stats()["closed"]
+    assert executor_for(second).stats()["closed"]
+    with pytest.raises(ExecutorShutdown):
+        default.submit(_jobs.square, 1)
+
+
 async def test_requests_after_shutdown_get_503(
     app: Application, small: BoundedExecutor, base_url: str, http_client: AsyncHTTPClient
 ) -> None:

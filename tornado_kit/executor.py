@@ -395,6 +395,9 @@ def _terminate_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             process.terminate()
 
 
+_ALWAYS_PICKLABLE = frozenset({bytes, str, int, float, bool, complex, type(None)})
+
+
 def _check_picklable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Raise a clear :class:`TypeError` before queuing a job a worker can never receive."""
     owner = getattr(fn, "__self__", None)
@@ -414,6 +417,8 @@ def _check_picklable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict
     for label, value in [(f"argument {i}", a) for i, a in enumerate(args)] + [
         (f"argument {k}=", v) for k, v in kwargs.items()
     ]:
+        if type(value) in _ALWAYS_PICKLABLE:
+            continue  # e.g. a large request body: do not copy it once more on the loop
         try:
             pickle.dumps(value)
         except Exception as exc:
@@ -497,7 +502,9 @@ def executor_for(app: Application) -> BoundedExecutor:
     """Return ``app.settings["executor"]``, else the app's shared default.
 
     The default is a thread :class:`BoundedExecutor` named ``"default"``, made
-    on first use and kept per application (no module-level state)::
+    on first use and kept per application (no module-level state). Either one
+    is shut down when the app's server stops, also when it is used directly
+    rather than through :class:`ExecutorMixin`::
 
         executor_for(app).stats()["queued"]
 
@@ -505,11 +512,14 @@ def executor_for(app: Application) -> BoundedExecutor:
     """
     executor = app.settings.get("executor")
     if executor is not None:
+        if isinstance(executor, BoundedExecutor):
+            _register_shutdown(app, executor)
         return executor  # type: ignore[no-any-return]  # checked by the caller
     state = state_for(app)
     default: BoundedExecutor | None = state.resources.get(_DEFAULT_KEY)
     if default is None:
         default = state.resources[_DEFAULT_KEY] = BoundedExecutor(name="default")
+        _register_shutdown(app, default)
     return default
 
 
