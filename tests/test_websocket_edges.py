@@ -8,20 +8,23 @@ from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
+from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketHandler
 
-from tests._servers import eventually
+from tests._servers import RedisServer, eventually
 from tests.test_websocket import Connect, RelayBroker, read_json, ws_state
 from tornado_kit import (
     AllowedOriginsMixin,
     BroadcastMixin,
     HeartbeatMixin,
     JSONMessageMixin,
+    RedisBroker,
 )
 from tornado_kit._json import dumps_str
-from tornado_kit._lifecycle import state_for
+from tornado_kit._lifecycle import shutdown, state_for
 from tornado_kit._origins import parse_pattern
 
 
@@ -145,3 +148,36 @@ async def test_non_positive_heartbeat_knob_is_a_clear_server_error(
 def test_unicode_patterns_that_idna_cannot_encode_are_rejected(pattern: str) -> None:
     with pytest.raises(ValueError, match="invalid allowed_origins entry"):
         parse_pattern(pattern)
+
+
+async def test_room_joined_during_a_redis_outage_is_relayed_once_redis_is_back(
+    redis_server: RedisServer, ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = RedisBroker(redis_server.url, timeout=0.3, reconnect_max_delay=0.2)
+    app = Application([("/chat", Chat)], broker=broker)
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    redis_server.stop()
+    try:
+        with caplog.at_level(logging.ERROR, logger="tornado_kit.websocket"):
+            a = await ws_connect(f"ws://127.0.0.1:{port}/chat")
+            b = await ws_connect(f"ws://127.0.0.1:{port}/chat")
+            relay = ws_state(app).relays["room"]
+            await asyncio.wait_for(relay.ready, 5)  # ready (failed) rather than hanging
+            assert relay.sub is None
+            await eventually(lambda: "broker subscribe failed" in caplog.text)
+        assert len(ws_state(app).relays) == 1  # one retrying relay, not one per member
+        redis_server.start()
+        await eventually(lambda: relay.sub is not None and not relay.sub.closed)
+        await a.write_message(dumps_str({"back": True}))
+        assert await read_json(b) == {"back": True}
+        a.close(1000)
+        b.close(1000)
+        await eventually(lambda: not state_for(app).connections)
+        await eventually(lambda: not ws_state(app).relays and broker.subscriber_count() == 0)
+    finally:
+        server.stop()
+        await shutdown(app, timeout=5)
+        await server.close_all_connections()
+        await broker.close()
