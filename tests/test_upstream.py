@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import tracemalloc
 import urllib.parse
 from collections.abc import Iterator
@@ -293,10 +295,65 @@ async def test_expect_json_false_accepts_any_body(base_url: str) -> None:
     assert result.body.startswith(b"<html>")
 
 
+async def test_per_request_limits_are_capped_by_each_other_and_by_the_deadline(
+    base_url: str,
+) -> None:
+    slow = base_url + "/slow?s=3"
+    results = await fetch_all(
+        {
+            "url": slow,
+            "own_shorter": HTTPRequest(slow, request_timeout=0.1),
+            "own_longer": HTTPRequest(slow, request_timeout=60),
+            "fast": base_url + "/json",
+        },
+        timeout=10,
+        request_timeout=0.3,
+    )
+    assert results["url"].error == "timed out after 0.3 s"
+    assert results["own_shorter"].error == "timed out after 0.1 s"
+    assert results["own_longer"].error == "timed out after 0.3 s"
+    assert results["fast"].ok
+    # without request_timeout, the overall deadline caps a request's own limit
+    capped = (await fetch_all({"own": HTTPRequest(slow, request_timeout=60)}, timeout=0.3))["own"]
+    assert capped.error in {"overall timeout (0.3 s) reached", "timed out after 0.3 s"}
+
+
+async def test_an_upstream_that_hangs_up_or_speaks_garbage_is_a_result() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        if request.startswith(b"GET /cut "):  # a crash in the middle of the body
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"partial'
+            )
+        elif request.startswith(b"GET /garbage "):
+            writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()  # /silent: closes without a word
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        results = await fetch_all(
+            {name: url + name for name in ("cut", "garbage", "silent")}, timeout=10
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    for name, result in results.items():
+        assert (result.ok, result.status, result.json) == (False, None, None), name
+        assert result.error is not None
+        # Tornado's words: "Connection closed" / "Stream closed"
+        assert re.fullmatch(r"request failed: \w+ closed", result.error), result.error
+
+
 async def test_empty_mapping_and_bad_arguments() -> None:
     assert await fetch_all({}) == {}
-    with pytest.raises(ValueError, match="timeout"):
-        await fetch_all({}, timeout=0)
+    for timeout in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be positive"):
+            await fetch_all({}, timeout=timeout)
+    with pytest.raises(ValueError, match="request_timeout must be positive"):
+        await fetch_all({}, request_timeout=0)
     with pytest.raises(ValueError, match="max_clients"):
         await fetch_all({}, max_clients=0)
 
@@ -353,6 +410,17 @@ json_values = st.recursive(
 )
 
 
+def _refuse(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -378,7 +446,8 @@ def test_any_upstream_answer_is_described_never_raised(
     assert result.body == body
     media_type = content_type.split(";")[0]
     try:
-        expected = json.loads(body) if body else None
+        # RFC 8259: no NaN or Infinity, no number beyond a double's range
+        expected = json.loads(body, parse_constant=_refuse, parse_float=_finite) if body else None
         valid = True
     except ValueError:
         expected, valid = None, False

@@ -166,8 +166,10 @@ async def fetch_all(
 
     .. versionadded:: 0.1
     """
-    if timeout <= 0:
-        raise ValueError("timeout must be positive")
+    if not timeout > 0:  # also refuses NaN
+        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    if request_timeout is not None and not request_timeout > 0:
+        raise ValueError(f"request_timeout must be positive, not {request_timeout!r}")
     if max_clients < 1:
         raise ValueError("max_clients must be at least 1")
     loop = asyncio.get_running_loop()
@@ -241,11 +243,9 @@ async def _fetch_one(
     url = _url_of(request)
     async with slots:
         start = loop.time()
-        remaining = deadline - start
-        if remaining <= 0:
-            return UpstreamResult(
-                name=name, url=url, ok=False, error=f"overall timeout ({timeout:g} s) reached"
-            )
+        # A slot freed just at the deadline: the fetch gets a token limit (never
+        # 0, which Tornado reads as "no limit") and fetch_all cancels it anyway.
+        remaining = max(deadline - start, 0.001)
         if isinstance(request, HTTPRequest):
             # The client adds headers (Host, Connection) to the request it is
             # given: work on a copy so the caller's request can be reused.
