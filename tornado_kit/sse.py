@@ -39,6 +39,7 @@ from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
 from tornado_kit._sse_fanout import Registry, Stream, registry_for
 from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, broker_for
+from tornado_kit.errors import APIError
 
 __all__ = [
     "EventLog",
@@ -420,7 +421,7 @@ class SSEMixin(RequestHandler):
     chunked response is terminated). When ``TimingMixin`` is mixed in, the
     access record is written when the stream ends, with the extra fields
     ``sse_events`` (events sent) and ``sse_end`` (``"done"``, ``"client"``,
-    ``"overflow"``, ``"shutdown"`` or ``"closed"``).
+    ``"overflow"``, ``"shutdown"``, ``"closed"`` or ``"unavailable"``).
 
     Hooks overridden (each calls ``super()``): ``on_connection_close`` (ends
     the stream at once when the client leaves) and ``finish`` (unregisters the
@@ -517,6 +518,13 @@ class SSEMixin(RequestHandler):
         Returns when the stream has ended, with the response finished: the
         client left, the server shut down, the broker closed, or the client
         fell behind. The subscription is closed when its last stream ends.
+
+        When the broker cannot subscribe (``ConnectionError``, e.g. Redis is
+        down) nothing has been sent yet: the request fails with a 503
+        :class:`~tornado_kit.APIError` carrying ``Retry-After``. When the log
+        fails during the replay the stream ends (``sse_end`` is
+        ``"unavailable"``) and the client reconnects with the same
+        ``Last-Event-ID``, losing nothing.
         """
         stream = self._tk_sse if self._tk_sse is not None else self._tk_sse_begin()
         if stream.in_topic:
@@ -537,11 +545,24 @@ class SSEMixin(RequestHandler):
         hub = stream.hub = _registry_for(self).hub(broker, topic)
         try:
             if not done.done():
-                await hub.attach(self)  # subscribed first, so nothing is missed
+                try:
+                    await hub.attach(self)  # subscribed first, so nothing is missed
+                except ConnectionError as exc:
+                    # Nothing sent yet: a clear 503 rather than a 500 with a traceback.
+                    _log.warning("SSE stream of %r refused: %s", topic, exc)
+                    raise APIError(
+                        503, "event stream unavailable, retry later", headers={"Retry-After": "5"}
+                    ) from None
             if not done.done():
                 await self._tk_sse_send(b"")  # headers: EventSource fires "open"
             if log is not None and last_id is not None and not done.done():
-                stream.replayed = await self._tk_sse_replay(log, topic, last_id)
+                try:
+                    stream.replayed = await self._tk_sse_replay(log, topic, last_id)
+                except ConnectionError as exc:
+                    # The log is down (e.g. Redis): end the stream; the client
+                    # reconnects with the same Last-Event-ID and loses nothing.
+                    _log.warning("SSE replay of %r failed, ending the stream: %s", topic, exc)
+                    self._tk_sse_stop("unavailable")
                 stream.replaying = False
                 self._tk_sse_drain()  # live events queued meanwhile, minus the replayed
             await done

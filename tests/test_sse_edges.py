@@ -1,0 +1,152 @@
+"""SSE edge cases: Redis outages at stream start and during the replay, field types, knobs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.web import Application, RequestHandler
+
+from tests._servers import RedisServer
+from tornado_kit import (
+    JSONErrorMixin,
+    LocalBroker,
+    MemoryEventLog,
+    RedisBroker,
+    RedisEventLog,
+    ServerSentEvent,
+    SSEMixin,
+    TimingMixin,
+)
+from tornado_kit._lifecycle import state_for
+from tornado_kit.sse import EventLogGap, decode_broker_message
+from tornado_kit.testing import read_sse
+
+
+class Feed(TimingMixin, SSEMixin, RequestHandler):
+    async def get(self) -> None:
+        await self.stream_topic("news", log=self.settings.get("event_log"))
+
+
+class ProblemFeed(JSONErrorMixin, SSEMixin, RequestHandler):
+    async def get(self) -> None:
+        await self.stream_topic("news")
+
+
+class BadKeepalive(SSEMixin, RequestHandler):
+    sse_keepalive_interval = 0.0
+
+    async def get(self) -> None:
+        await self.send_event("never")
+
+
+def test_field_types_are_checked() -> None:
+    with pytest.raises(TypeError, match="SSE data must be str"):
+        ServerSentEvent(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SSE event must be str"):
+        ServerSentEvent("x", event=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SSE id must be str"):
+        ServerSentEvent("x", id=7)  # type: ignore[arg-type]
+
+
+def test_broker_message_with_a_wrongly_typed_field_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="invalid SSE broker message"):
+        decode_broker_message('{"sse": 1, "data": "x", "id": 5}')
+
+
+async def test_gap_and_log_describe_themselves() -> None:
+    log = MemoryEventLog(maxlen=2)
+    await log.append("t", "a")
+    assert repr(log) == "<MemoryEventLog topics=1 maxlen=2>"
+    with pytest.raises(EventLogGap) as info:
+        await log.since("t", "garbage")
+    assert str(info.value) == "cannot resume after id 'garbage' (malformed); 1 events retained"
+
+
+@pytest.fixture
+def app() -> Application:
+    return Application([("/feed", Feed), ("/problem", ProblemFeed), ("/bad", BadKeepalive)])
+
+
+async def test_non_positive_keepalive_is_a_clear_server_error(
+    base_url: str, http_client: AsyncHTTPClient, app: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await http_client.fetch(base_url + "/bad", raise_error=False)
+    assert response.code == 500  # a configuration error, not the client's
+    assert "sse_keepalive_interval must be positive" in caplog.text
+    assert not state_for(app).connections
+
+
+async def test_broker_down_at_stream_start_is_a_503_not_a_500(
+    redis_server: RedisServer,
+    base_url: str,
+    http_client: AsyncHTTPClient,
+    app: Application,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = RedisBroker(redis_server.url, timeout=0.3, reconnect_max_delay=0.2)
+    app.settings["broker"] = broker
+    redis_server.stop()
+    try:
+        with caplog.at_level(logging.WARNING):
+            plain = await http_client.fetch(base_url + "/feed", raise_error=False)
+            problem = await http_client.fetch(base_url + "/problem", raise_error=False)
+        assert plain.code == 503
+        assert "text/event-stream" not in plain.headers.get("Content-Type", "")
+        assert problem.code == 503
+        assert problem.headers["Content-Type"] == "application/problem+json"
+        assert problem.headers["Retry-After"] == "5"
+        assert b"retry later" in problem.body
+        assert "Uncaught exception" not in caplog.text
+        assert "SSE stream of 'news' refused" in caplog.text
+        assert not state_for(app).connections
+        redis_server.start()  # back: the same URL streams again
+        await broker.publish("news", "warm-up")  # reconnects the command pool
+        assert await read_sse(base_url + "/problem", count=0, timeout=5) == []
+    finally:
+        await broker.close()
+
+
+async def test_log_down_during_the_replay_ends_the_stream_cleanly(
+    redis_server: RedisServer,
+    base_url: str,
+    app: Application,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = LocalBroker()
+    log = RedisEventLog(redis_server.url, broker=broker, timeout=0.5)
+    app.settings["event_log"] = log
+    try:
+        first = await log.append("news", "one")
+        await log.append("news", "two")
+        assert first.id is not None
+        # Redis up: the replay works.
+        events = await read_sse(
+            base_url + "/feed", count=1, timeout=5, headers={"Last-Event-ID": first.id}
+        )
+        assert [e.data for e in events] == ["two"]
+        redis_server.stop()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            events = await read_sse(
+                base_url + "/feed", count=1, timeout=5, headers={"Last-Event-ID": first.id}
+            )
+        # 200, then the stream ended (EventSource reconnects with the same id).
+        assert events == []
+        assert "SSE replay of 'news' failed" in caplog.text
+        assert "Uncaught exception" not in caplog.text
+        access: list[dict[str, Any]] = [
+            r.access  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.name == "tornado_kit.access"
+        ]
+        assert access[-1]["status"] == 200
+        assert access[-1]["sse_end"] == "unavailable"
+        assert not state_for(app).connections
+        assert broker.subscriber_count() == 0
+    finally:
+        await log.close()
+        await broker.close()
