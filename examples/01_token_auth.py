@@ -22,10 +22,7 @@ restarts; otherwise a random secret is made at start-up.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import logging
+import functools
 import os
 import secrets
 from typing import Any
@@ -39,6 +36,7 @@ from tornado_kit import (
     TokenAuthMixin,
     allow_anonymous,
     require_scopes,
+    serve,
 )
 
 
@@ -82,24 +80,13 @@ def make_app(verifier: SignedTokenVerifier, **settings: Any) -> Application:
     )
 
 
-async def main(port: int, address: str) -> None:
+if __name__ == "__main__":
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__)
     secret = os.environ.get("TOKEN_SECRET") or secrets.token_urlsafe(32)
     verifier = SignedTokenVerifier(secret, max_age=3600)
-    server = make_app(verifier).listen(port, address=address)
-    print(f"listening on http://{address or 'localhost'}:{port}/", flush=True)
     print("READER=" + verifier.issue({"sub": "reader", "scope": "read"}), flush=True)
     print("ADMIN=" + verifier.issue({"sub": "admin", "scope": "read admin"}), flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.port, args.address))
+    app_factory = functools.partial(make_app, verifier)
+    serve(app_factory, port=args.port, address=args.address)  # until SIGTERM or Ctrl-C

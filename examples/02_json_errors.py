@@ -18,15 +18,11 @@ Then::
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import logging
 from typing import Any
 
 from tornado.web import Application, RequestHandler
 
-from tornado_kit import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
+from tornado_kit import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler, serve
 
 
 class ItemsHandler(JSONBodyMixin, JSONErrorMixin, RequestHandler):
@@ -76,20 +72,8 @@ def make_app(**settings: Any) -> Application:
     )
 
 
-async def main(port: int, address: str) -> None:
-    server = make_app().listen(port, address=address)
-    print(f"listening on http://{address or 'localhost'}:{port}/", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.port, args.address))
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__)
+    serve(make_app, port=args.port, address=args.address)  # until SIGTERM or Ctrl-C

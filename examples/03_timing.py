@@ -21,9 +21,7 @@ Every request writes one JSON line to stdout (the ``api_key`` value shows as
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 from typing import Any
@@ -38,6 +36,7 @@ from tornado_kit import (
     NotFoundHandler,
     PrometheusMetrics,
     TimingMixin,
+    serve,
 )
 from tornado_kit.timing import JSONLinesFormatter
 
@@ -79,21 +78,10 @@ def make_app(**settings: Any) -> Application:
     )
 
 
-async def main(port: int, address: str) -> None:
-    server = make_app().listen(port, address=address)
-    print(f"listening on http://{address or 'localhost'}:{port}/", file=sys.stderr, flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__, log_level=logging.WARNING)  # stdout: access lines only
     setup_access_log()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.port, args.address))
+    print(f"listening on http://{args.address}:{args.port}/", file=sys.stderr, flush=True)
+    serve(make_app, port=args.port, address=args.address)  # until SIGTERM or Ctrl-C

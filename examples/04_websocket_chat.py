@@ -24,10 +24,7 @@ What each mixin does here:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import sys
+import functools
 from typing import Any
 
 from tornado.web import Application, RequestHandler
@@ -39,6 +36,7 @@ from tornado_kit import (
     BroadcastMixin,
     HeartbeatMixin,
     JSONMessageMixin,
+    serve,
 )
 
 PAGE = """<!doctype html>
@@ -96,33 +94,33 @@ class PageHandler(RequestHandler):
         self.write(PAGE)
 
 
-def make_app(**settings: Any) -> Application:
+def make_app(redis_url: str | None = None, **settings: Any) -> Application:
+    """The chat; with *redis_url* its rooms span every process sharing that Redis."""
+    if redis_url:
+        from tornado_kit import RedisBroker
+
+        settings["broker"] = RedisBroker(redis_url)
     return Application(
         [(r"/", PageHandler), (r"/chat/(\w{1,32})", ChatHandler)],
         **settings,
     )
 
 
-async def main(port: int, address: str, redis_url: str | None) -> None:
-    settings: dict[str, Any] = {}
-    if redis_url:
-        from tornado_kit import RedisBroker
-
-        settings["broker"] = RedisBroker(redis_url)
-    app = make_app(**settings)
-    server = app.listen(port, address=address)
-    print(f"listening on http://{address or 'localhost'}:{port}/", file=sys.stderr, flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
+async def close_broker(app: Application) -> None:
+    """Close the broker of the settings (Redis connections); ``serve()`` calls it at shutdown."""
+    broker = app.settings.get("broker")
+    if broker is not None:
+        await broker.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--redis", help="redis:// URL: share rooms between processes")
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.port, args.address, args.redis))
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__, redis="redis:// URL: share rooms between processes")
+    # Until SIGTERM or Ctrl-C; then every socket is closed with 1001 (going away).
+    serve(
+        functools.partial(make_app, args.redis),
+        port=args.port,
+        address=args.address,
+        on_shutdown=close_broker,
+    )

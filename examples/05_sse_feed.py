@@ -32,10 +32,7 @@ What each piece does here:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import sys
+import functools
 from typing import Any
 
 from tornado.web import Application, RequestHandler
@@ -48,6 +45,7 @@ from tornado_kit import (
     LocalBroker,
     MemoryEventLog,
     SSEMixin,
+    serve,
 )
 
 PAGE = """<!doctype html>
@@ -96,8 +94,16 @@ class StoriesHandler(JSONErrorMixin, JSONBodyMixin, RequestHandler):
         self.write({"id": event.id})
 
 
-def make_app(**settings: Any) -> Application:
-    """The application; pass ``broker=`` and ``event_log=`` to share them between processes."""
+def make_app(redis_url: str | None = None, **settings: Any) -> Application:
+    """The application; with *redis_url* every process sharing that Redis serves one feed.
+
+    (Or pass your own ``broker=`` and ``event_log=``.)
+    """
+    if redis_url:
+        from tornado_kit import RedisBroker, RedisEventLog
+
+        redis = RedisBroker(redis_url)
+        settings.update(broker=redis, event_log=RedisEventLog(broker=redis, maxlen=1000))
     if "event_log" not in settings:
         broker = settings.setdefault("broker", LocalBroker())
         settings["event_log"] = MemoryEventLog(broker, maxlen=1000)
@@ -107,27 +113,21 @@ def make_app(**settings: Any) -> Application:
     )
 
 
-async def main(port: int, address: str, redis_url: str | None) -> None:
-    settings: dict[str, Any] = {}
-    if redis_url:
-        from tornado_kit import RedisBroker, RedisEventLog
-
-        broker = RedisBroker(redis_url)
-        settings.update(broker=broker, event_log=RedisEventLog(broker=broker, maxlen=1000))
-    app = make_app(**settings)
-    server = app.listen(port, address=address)
-    print(f"listening on http://{address or 'localhost'}:{port}/", file=sys.stderr, flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
+async def close_broker(app: Application) -> None:
+    """Close the broker of the settings (Redis connections); ``serve()`` calls it at shutdown."""
+    broker = app.settings.get("broker")
+    if broker is not None:
+        await broker.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--redis", help="redis:// URL: share the feed between processes")
-    args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.port, args.address, args.redis))
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__, redis="redis:// URL: share the feed between processes")
+    # Until SIGTERM or Ctrl-C; then every stream is ended cleanly.
+    serve(
+        functools.partial(make_app, args.redis),
+        port=args.port,
+        address=args.address,
+        on_shutdown=close_broker,
+    )

@@ -21,11 +21,7 @@ workers import this file to find it (that is also why the server starts under
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
-import logging
-import signal
 from typing import Any
 
 from tornado.web import Application, RequestHandler
@@ -37,8 +33,8 @@ from tornado_kit import (
     JSONErrorMixin,
     NotFoundHandler,
     TimingMixin,
+    serve,
 )
-from tornado_kit._lifecycle import shutdown
 from tornado_kit.executor import executor_for
 
 
@@ -90,23 +86,9 @@ def make_app(**settings: Any) -> Application:
     )
 
 
-async def main(port: int, address: str) -> None:
-    app = make_app()
-    server = app.listen(port, address=address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    logging.info("listening on http://%s:%d", address or "localhost", port)
-    await stop.wait()
-    server.stop()
-    await shutdown(app, timeout=5)  # lets accepted jobs finish, then stops the workers
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(main(args.port, args.address))
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__)
+    # Until SIGTERM or Ctrl-C; then accepted jobs finish (up to 5 s) and the workers stop.
+    serve(make_app, port=args.port, address=args.address, shutdown_timeout=5)

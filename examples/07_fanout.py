@@ -21,7 +21,6 @@ what went wrong instead of failing the whole page::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -117,9 +116,7 @@ async def main(port: int, address: str) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from _run import parse_args  # examples/_run.py: --port, --address, logging
+
+    args = parse_args(__doc__)
     asyncio.run(main(args.port, args.address))
