@@ -26,6 +26,7 @@ from tornado_kit import (
 from tornado_kit._json import dumps_str
 from tornado_kit._lifecycle import shutdown, state_for
 from tornado_kit._origins import parse_pattern
+from tornado_kit._ws_runtime import envelope
 
 
 class Chat(JSONMessageMixin, BroadcastMixin, WebSocketHandler):
@@ -176,6 +177,100 @@ async def test_room_joined_during_a_redis_outage_is_relayed_once_redis_is_back(
         b.close(1000)
         await eventually(lambda: not state_for(app).connections)
         await eventually(lambda: not ws_state(app).relays and broker.subscriber_count() == 0)
+    finally:
+        server.stop()
+        await shutdown(app, timeout=5)
+        await server.close_all_connections()
+        await broker.close()
+
+
+class Hopper(JSONMessageMixin, BroadcastMixin, WebSocketHandler):
+    """Joins and leaves a room in one go, and talks to rooms it never joined."""
+
+    def open(self) -> None:
+        self.join("flash")  # the relay starts subscribing...
+        self.leave("flash")  # ...and is stopped before it ran
+        self.join("home")
+
+    async def on_json(self, data: dict[str, Any]) -> None:
+        await self.broadcast(data["room"], data)
+
+
+class Shouter(BroadcastMixin, WebSocketHandler):
+    """Never joins a room; broadcasts (excluding itself) what it receives."""
+
+    async def on_message(self, message: str | bytes) -> None:
+        await self.broadcast("home", message)
+
+
+@pytest.fixture
+def relay_app() -> Application:
+    return Application([("/hop", Hopper), ("/shout", Shouter)], broker=RelayBroker())
+
+
+async def test_relay_stopped_before_it_subscribed_and_rooms_not_joined(
+    relay_app: Application, ws_connect: Connect
+) -> None:
+    app = relay_app
+    broker: RelayBroker = app.settings["broker"]
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        a = await ws_connect(f"ws://127.0.0.1:{port}/hop")
+        b = await ws_connect(f"ws://127.0.0.1:{port}/hop")
+        await eventually(lambda: broker.subscriber_count("tk:room:home") == 1)
+        await ws_state(app).relays["home"].ready
+        assert "flash" not in ws_state(app).relays
+        assert broker.subscriber_count("tk:room:flash") == 0
+        # A sender outside the room reaches its members (and is not one of them).
+        await a.write_message(dumps_str({"room": "home", "n": 1}))
+        assert await read_json(b) == {"room": "home", "n": 1}
+        await a.write_message(dumps_str({"room": "elsewhere"}))  # nobody there: no error
+        shout = await ws_connect(f"ws://127.0.0.1:{port}/shout")
+        await shout.write_message("from outside")
+        assert await asyncio.wait_for(a.read_message(), 5) == "from outside"
+        assert await asyncio.wait_for(b.read_message(), 5) == "from outside"
+        a.close(1000)
+        b.close(1000)
+        shout.close(1000)
+        await eventually(lambda: not state_for(app).connections)
+        await eventually(lambda: broker.subscriber_count() == 0)
+        assert not ws_state(app).members
+        assert not ws_state(app).ids
+    finally:
+        server.stop()
+        await shutdown(app, timeout=5)
+        await server.close_all_connections()
+        await broker.close()
+
+
+async def test_relay_that_falls_behind_resubscribes_and_keeps_delivering(
+    relay_app: Application, ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = relay_app
+    broker: RelayBroker = app.settings["broker"]
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        a = await ws_connect(f"ws://127.0.0.1:{port}/hop")
+        relay = ws_state(app).relays["home"]
+        await relay.ready
+        first = relay.sub
+        assert first is not None
+        # More than the relay's queue holds, without yielding to it: overflow.
+        with caplog.at_level(logging.WARNING, logger="tornado_kit.websocket"):
+            for i in range(first.maxsize + 1):
+                broker.publish_nowait("tk:room:home", envelope(0x1, "", str(i).encode()))
+            assert first.overflowed
+            await eventually(lambda: relay.sub is not first and relay.sub is not None)
+        assert "relay fell behind and was resubscribed" in caplog.text
+        broker.publish_nowait("tk:room:home", envelope(0x1, "", b"after"))
+        while (message := await asyncio.wait_for(a.read_message(), 5)) != "after":
+            assert message is not None
+        a.close(1000)
+        await eventually(lambda: broker.subscriber_count() == 0)
     finally:
         server.stop()
         await shutdown(app, timeout=5)
