@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application, RequestHandler
 
-from tests._servers import RedisServer
+from tests._servers import RedisServer, eventually
 from tornado_kit import (
     JSONErrorMixin,
     LocalBroker,
@@ -21,6 +22,7 @@ from tornado_kit import (
     TimingMixin,
 )
 from tornado_kit._lifecycle import state_for
+from tornado_kit._sse_fanout import RESOURCE_KEY
 from tornado_kit.sse import EventLogGap, decode_broker_message
 from tornado_kit.testing import read_sse
 
@@ -149,4 +151,41 @@ async def test_log_down_during_the_replay_ends_the_stream_cleanly(
         assert broker.subscriber_count() == 0
     finally:
         await log.close()
+        await broker.close()
+
+
+async def test_streams_arriving_while_the_hub_subscribes_share_its_outcome(
+    redis_server: RedisServer, base_url: str, http_client: AsyncHTTPClient, app: Application
+) -> None:
+    broker = RedisBroker(redis_server.url, timeout=0.3, reconnect_max_delay=0.2)
+    app.settings["broker"] = broker
+    try:
+        # Redis up: the first stream subscribes, the others wait for that one
+        # subscription instead of making their own.
+        readers = [
+            asyncio.ensure_future(read_sse(base_url + "/problem", count=1, timeout=10))
+            for _ in range(3)
+        ]
+
+        def attached() -> bool:
+            registry = state_for(app).resources.get(RESOURCE_KEY)
+            hub = registry.hubs.get((id(broker), "news")) if registry is not None else None
+            return hub is not None and hub.sub is not None and len(hub.members) == 3
+
+        await eventually(attached)
+        assert broker.subscriber_count("news") == 1
+        await broker.publish("news", "to all")
+        for reader in readers:
+            assert [e.data for e in await reader] == ["to all"]
+        await eventually(lambda: broker.subscriber_count() == 0)
+
+        # Redis down: every stream waiting on the failed subscription gets the 503.
+        redis_server.stop()
+        responses = await asyncio.gather(
+            *(http_client.fetch(base_url + "/problem", raise_error=False) for _ in range(3))
+        )
+        assert [r.code for r in responses] == [503, 503, 503]
+        assert not state_for(app).resources[RESOURCE_KEY].hubs
+        assert not state_for(app).connections
+    finally:
         await broker.close()
