@@ -23,6 +23,7 @@ from tornado_kit import (
 )
 from tornado_kit._lifecycle import state_for
 from tornado_kit._sse_fanout import RESOURCE_KEY
+from tornado_kit.broker import broker_for
 from tornado_kit.sse import EventLogGap, decode_broker_message
 from tornado_kit.testing import read_sse
 
@@ -189,3 +190,39 @@ async def test_streams_arriving_while_the_hub_subscribes_share_its_outcome(
         assert not state_for(app).connections
     finally:
         await broker.close()
+
+
+class Fragile(SSEMixin, RequestHandler):
+    """A handler whose own ``write`` override fails for some requests (a user bug)."""
+
+    sse_keepalive_interval = 0.05
+
+    async def get(self) -> None:
+        await self.stream_topic("fragile")
+
+    def write(self, chunk: str | bytes | dict[str, Any]) -> None:
+        if chunk and self.get_query_argument("broken", None):
+            raise RuntimeError("bug in a handler's write()")
+        super().write(chunk)
+
+
+@pytest.mark.parametrize("app", [Application([("/fragile", Fragile)])], indirect=False)
+async def test_one_failing_stream_never_stops_the_others(
+    base_url: str, app: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = broker_for(app)
+    healthy = asyncio.ensure_future(read_sse(base_url + "/fragile", count=2, timeout=10))
+    broken = asyncio.ensure_future(read_sse(base_url + "/fragile?broken=1", count=1, timeout=1))
+    await eventually(lambda: broker.subscriber_count("fragile") == 1)
+    await eventually(lambda: len(state_for(app).connections) == 2)
+    with caplog.at_level(logging.ERROR, logger="tornado_kit.sse"):
+        await broker.publish("fragile", "first")
+        await eventually(lambda: "SSE keepalive failed" in caplog.text)  # timer hit the bug
+        await asyncio.sleep(0.15)  # more ticks: the timer is still running
+        await broker.publish("fragile", "second")
+        assert [e.data for e in await healthy] == ["first", "second"]
+    assert "SSE delivery to" in caplog.text
+    with pytest.raises(TimeoutError):
+        await broken  # it never got an event, and the client gave up
+    await eventually(lambda: not state_for(app).connections)
+    assert broker.subscriber_count() == 0
