@@ -21,6 +21,7 @@ from tests._servers import eventually
 from tests._threaded_server import ThreadedServer
 from tornado_kit import LocalBroker, MemoryEventLog, ServerSentEvent, SSEMixin, TimingMixin
 from tornado_kit._lifecycle import shutdown, state_for
+from tornado_kit._sse_fanout import RESOURCE_KEY
 from tornado_kit.sse import (
     EventLog,
     EventLogGap,
@@ -293,6 +294,17 @@ async def _no_leaked_streams(app: Application) -> AsyncIterator[None]:
     yield
     await eventually(lambda: app.settings["broker"].subscriber_count() == 0)
     await eventually(lambda: not state_for(app).connections)
+    assert_registry_empty(app)
+
+
+def assert_registry_empty(app: Application) -> None:
+    """No stream, topic hub or running keepalive timer is left in the app's SSE registry."""
+    registry = state_for(app).resources.get(RESOURCE_KEY)
+    if registry is None:
+        return
+    assert not registry.streams
+    assert not registry.hubs
+    assert not [g for g in registry.groups.values() if g.streams or g.timer.is_running()]
 
 
 # -- the data model ------------------------------------------------------------

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application, RequestHandler
 
 from tests._servers import RedisServer, eventually
+from tests.test_sse import assert_registry_empty
 from tornado_kit import (
     JSONErrorMixin,
     LocalBroker,
@@ -66,6 +69,13 @@ async def test_gap_and_log_describe_themselves() -> None:
     with pytest.raises(EventLogGap) as info:
         await log.since("t", "garbage")
     assert str(info.value) == "cannot resume after id 'garbage' (malformed); 1 events retained"
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _registry_empty_after(app: Application) -> AsyncIterator[None]:
+    yield
+    await eventually(lambda: not state_for(app).connections)
+    assert_registry_empty(app)
 
 
 @pytest.fixture
