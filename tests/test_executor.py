@@ -394,6 +394,22 @@ class TestClassAttributeWins:
         assert (await get(http_client, base_url + "/patient?s=0.2")).code == 200
 
 
+async def test_executor_class_attribute_wins_over_the_setting_and_is_shut_down(
+    app: Application, small: BoundedExecutor, base_url: str, http_client: AsyncHTTPClient
+) -> None:
+    own = BoundedExecutor(max_workers=1, name="own")
+
+    class OwnPoolHandler(SquareHandler):
+        executor = own
+
+    app.add_handlers(r".*", [(r"/own/(\d+)", OwnPoolHandler)])
+    response = await get(http_client, base_url + "/own/3")
+    assert response.body == b'{"result": 9}'
+    assert (own.stats()["completed"], small.stats()["completed"]) == (1, 0)
+    await shutdown(app, timeout=5)
+    assert own.stats()["closed"]
+
+
 async def test_a_queued_job_is_cancelled_when_its_request_times_out(
     app: Application,
     small: BoundedExecutor,
