@@ -387,6 +387,33 @@ def test_worker_stopped_cleanly_is_not_replaced_and_the_last_one_ends_the_superv
     assert len(server.marker("factory_calls")) == 2
 
 
+def test_worker_stuck_in_blocking_code_is_killed_after_the_grace_period(
+    served: Callable[..., Served], pool: ThreadPoolExecutor
+) -> None:
+    # A worker whose event loop is blocked never sees its SIGTERM: the
+    # supervisor SIGKILLs it shutdown_timeout + 5 s after the SIGTERM.
+    server = served("tests._serve_app:make_app", "--processes", "2", "--shutdown-timeout", "0.5")
+    server.wait_ready(workers=2)
+    pids = [p.pid for p in server.workers()]
+    stuck: Future[Any] = pool.submit(server.get, "/block?seconds=60")
+    (blocked,) = server.wait_marker("blocking")
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0
+    _gone(pids)
+    assert "worker(s) still alive 5.5 s after SIGTERM: SIGKILL" in server.log
+    assert f"(pid {blocked}) was killed by SIGKILL" in server.log
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        stuck.result(timeout=20)
+
+
+def test_exit_statuses_are_described_also_for_unnamed_signals() -> None:
+    from tornado_kit._supervisor import _describe_status
+
+    assert _describe_status(signal.SIGKILL) == "was killed by SIGKILL"  # wait status
+    assert _describe_status(40) == "was killed by 40"  # a real-time signal has no name
+    assert _describe_status(3 << 8) == "exited with status 3"
+
+
 def test_parent_killed_with_sigkill_leaves_no_orphan(served: Callable[..., Served]) -> None:
     server = served("tests._serve_app:make_app", "--processes", "2")
     server.wait_ready(workers=2)
@@ -737,6 +764,74 @@ def test_serve_rejects_bad_arguments_before_binding() -> None:
         serve(factory, port=0, shutdown_timeout=-1)
     with pytest.raises(ValueError, match="bind different ports"):
         serve(factory, port=0, processes=2, reuse_port=True)
+    with pytest.raises(ValueError, match="max_restarts must be >= 0"):
+        serve(factory, port=0, max_restarts=-1)
+
+
+def test_serve_without_fork_refuses_several_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "fork")  # as on Windows
+
+    def factory() -> Any:
+        raise AssertionError("never called")
+
+    with pytest.raises(RuntimeError, match=r"needs os\.fork\(\)"):
+        serve(factory, port=0, processes=2)
+
+
+def test_uvloop_missing_is_a_clear_import_error_and_auto_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tornado_kit.server import _new_event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # "import uvloop" now fails
+
+    def factory() -> Any:
+        raise AssertionError("never called")
+
+    with pytest.raises(ImportError, match=r"pip install 'tornado-kit\[fast\]'"):
+        serve(factory, port=0, loop="uvloop")
+    loop = _new_event_loop("auto")
+    try:
+        assert type(loop).__module__.startswith("asyncio")
+    finally:
+        loop.close()
+
+
+def test_a_failing_on_shutdown_hook_is_logged_and_the_exit_status_stays_0(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    script = f"""
+import asyncio, logging
+from tornado_kit import serve
+from tests._serve_app import make_app
+
+async def hook(app):
+    await asyncio.sleep(0)
+    raise RuntimeError("hook failed on purpose")
+
+logging.basicConfig(level=logging.INFO)
+serve(make_app, port={port}, address="127.0.0.1", on_shutdown=hook)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "on_shutdown callback __main__:hook failed" in stderr
+    assert "RuntimeError: hook failed on purpose" in stderr
+    assert _lines(tmp_path / "released")  # the app's own shutdown hooks ran before it
 
 
 async def test_serve_refuses_to_run_inside_an_event_loop() -> None:

@@ -19,7 +19,6 @@ The parent binds the sockets (in :func:`tornado_kit.serve`), then
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -135,7 +134,10 @@ class Supervisor:
                             del self.pending[index]
                             self._spawn(index, parent_pid, (rfd, wfd), previous)
                 elif not self.killed and now >= self.stop_deadline:
-                    log.warning("workers still alive after %.1f s: SIGKILL", self.shutdown_timeout)
+                    log.warning(
+                        "worker(s) still alive %.1f s after SIGTERM: SIGKILL",
+                        self.shutdown_timeout + _KILL_MARGIN,
+                    )
                     self._signal_children(signal.SIGKILL)
                     self.killed = True
             return self.exit_code
@@ -168,13 +170,13 @@ class Supervisor:
         # would read as a signal to the supervisor itself).
         blocked = set(handlers)
         signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        pid = -1
         try:
             pid = os.fork()
-        except BaseException:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
-            raise
+        finally:
+            if pid != 0:  # the parent, also when fork() failed
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         if pid:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
             self.children[pid] = index
             log.info("started worker %d (pid %d)", index, pid)
             return
@@ -285,19 +287,13 @@ def _noop_handler(signum: int, frame: object) -> None:
 
 
 def _drain_signals(fd: int) -> list[int]:
+    # Non-blocking: BlockingIOError once the pipe is empty (os.read retries
+    # EINTR itself, PEP 475; b"" cannot happen, the write end stays open).
     signums: list[int] = []
-    while True:
-        try:
-            data = os.read(fd, 512)
-        except BlockingIOError:
-            return signums
-        except OSError as exc:
-            if exc.errno == errno.EINTR:
-                continue
-            raise
-        if not data:
-            return signums
-        signums.extend(data)
+    with contextlib.suppress(BlockingIOError):
+        while data := os.read(fd, 512):
+            signums.extend(data)
+    return signums
 
 
 def _describe_status(status: int) -> str:

@@ -206,12 +206,11 @@ def _check_loop_kind(loop: str) -> None:
 
 
 def _new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind in ("auto", "uvloop"):
+    if kind != "asyncio":
         try:
             import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise
+        except ImportError:  # "auto"; for "uvloop" serve() checked it is there
+            pass
         else:
             new_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
             return new_loop
@@ -409,8 +408,5 @@ def _describe(factory: object) -> str:
 
 
 def _sockname(sock: socket.socket) -> str:
-    name = sock.getsockname()
-    if isinstance(name, tuple):
-        host = f"[{name[0]}]" if ":" in name[0] else name[0]
-        return f"{host}:{name[1]}"
-    return str(name)
+    host, port = sock.getsockname()[:2]  # bind_sockets: IPv4 or IPv6 TCP only
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
