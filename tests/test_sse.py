@@ -224,7 +224,7 @@ class FloodHandler(SSEMixin, RequestHandler):
 
     async def get(self) -> None:
         self.settings["seen"].handlers.append(self)
-        self.request.connection.stream.socket.setsockopt(  # type: ignore[attr-defined]
+        self.request.connection.stream.socket.setsockopt(  # type: ignore[union-attr]
             socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
         )
         try:
@@ -634,7 +634,7 @@ async def test_handover_no_gap_no_duplicate_with_concurrent_publisher(
 
     results = await asyncio.gather(publisher(), *(client(0.003 * i) for i in range(12)))
     assert published == list(range(base, base + total))  # the log's ids are consecutive
-    for last, events in results[1:]:
+    for last, events in results[1:]:  # type: ignore[misc]
         assert [int(e.id or "") for e in events] == list(range(last + 1, base + total))
         assert [e.data for e in events] == [str(n - base) for n in range(last + 1, base + total)]
 

@@ -20,7 +20,8 @@ class Echo(WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         header = self.request.headers.get("X-Test", "")
-        self.write_message(f"{header}:{message}")
+        text = message if isinstance(message, str) else message.decode()
+        self.write_message(f"{header}:{text}")
 
 
 class Refuse(WebSocketHandler):
