@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -380,8 +381,10 @@ class TimingMixin(RequestHandler):
             "%d %s %s %.2fms %s",
             (status, request.method, path, duration_ms, request_id),
             None,
-            extra={"access": record},
         )
+        # What extra={"access": record} would do, without its per-key checks
+        # ("access" is not a LogRecord attribute).
+        log_record.__dict__["access"] = record
         access_log.handle(log_record)
 
     def _tk_secret_names(self) -> frozenset[str]:
@@ -546,10 +549,13 @@ class JSONLinesFileHandler(logging.Handler):
         self._file: Any = open(self.baseFilename, "ab", buffering=0)  # noqa: SIM115
         self._buffer: list[bytes] = []
         self._size = 0
-        self._pid = os.getpid()
         self._pending = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):  # POSIX; a weak reference, so
+            # that the registration (which cannot be undone) keeps no handler alive.
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _forked_in_child(ref))
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format *record* and buffer it (called with the handler's lock held)."""
@@ -559,8 +565,6 @@ class JSONLinesFileHandler(logging.Handler):
                 with open(self.baseFilename, "ab") as file:
                     file.write(line)
                 return
-            if self._pid != os.getpid():
-                self._forked()
             buffer = self._buffer
             buffer.append(line)
             self._size += len(line)
@@ -579,8 +583,6 @@ class JSONLinesFileHandler(logging.Handler):
         """Write the buffered records now."""
         self.acquire()
         try:
-            if self._pid != os.getpid():
-                self._forked()
             self._write()
         finally:
             self.release()
@@ -589,8 +591,6 @@ class JSONLinesFileHandler(logging.Handler):
         """Write the buffered records, stop the timer thread and close the file."""
         self.acquire()
         try:
-            if self._pid != os.getpid():
-                self._forked()
             self._stop.set()
             self._pending.set()  # wake the thread so that it sees the stop
             try:
@@ -609,11 +609,11 @@ class JSONLinesFileHandler(logging.Handler):
     # -- internals (called with the lock held) --
 
     def _forked(self) -> None:
-        # The parent writes the records this process inherited; a thread
-        # does not survive fork(), so the timer starts again on demand.
+        # In a child just after fork(), before anything else runs. The parent
+        # writes the records this process inherited; a thread does not
+        # survive fork(), so the timer starts again on demand.
         self._buffer = []
         self._size = 0
-        self._pid = os.getpid()
         self._thread = None
         self._pending = threading.Event()
         self._stop = threading.Event()
@@ -645,7 +645,7 @@ class JSONLinesFileHandler(logging.Handler):
     def _run(self, pending: threading.Event) -> None:
         while not self._stop.is_set():
             pending.wait()
-            if self._stop.wait(self.flush_interval) or self._pid != os.getpid():
+            if self._stop.wait(self.flush_interval):
                 return
             pending.clear()
             try:
@@ -655,3 +655,9 @@ class JSONLinesFileHandler(logging.Handler):
                 if logging.raiseExceptions:
                     sys.stderr.write("--- tornado-kit: could not write buffered log records\n")
                     traceback.print_exc(file=sys.stderr)
+
+
+def _forked_in_child(ref: weakref.ReferenceType[JSONLinesFileHandler]) -> None:
+    handler = ref()
+    if handler is not None:
+        handler._forked()
