@@ -24,12 +24,8 @@ def redis_binary() -> str:
 @pytest.fixture(scope="session")
 def redis_server_session(redis_binary: str) -> Iterator[RedisServer]:
     """One redis-server for the whole session (tests flush it through `redis_url`)."""
-    server = RedisServer(redis_binary)
-    server.start()
-    try:
+    with RedisServer(redis_binary) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -48,12 +44,8 @@ def redis_url(redis_server_session: RedisServer) -> str:
 @pytest.fixture
 def redis_server(redis_binary: str) -> Iterator[RedisServer]:
     """A private redis-server the test may stop and start (outage tests)."""
-    server = RedisServer(redis_binary)
-    server.start()
-    try:
+    with RedisServer(redis_binary) as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest_asyncio.fixture(autouse=True)

@@ -77,40 +77,31 @@ class Deployment:
         return self.logs[name].read_text(errors="replace")
 
 
-def start_backend(
-    name: str, port: int, tmp_path: Path, redis_url: str
-) -> tuple[subprocess.Popen[bytes], Path]:
-    log_path = tmp_path / f"backend-{name}.log"
+def start_reference_app(port: int, log_path: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``python -m examples.reference_app`` on 127.0.0.1:*port*; its output goes to *log_path*."""
+    argv = [sys.executable, "-m", "examples.reference_app", "--port", str(port)]
     env = dict(os.environ, REFERENCE_APP_SECRET=SECRET)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "examples.reference_app",
-                "--port",
-                str(port),
-                "--address",
-                "127.0.0.1",
-                "--redis-url",
-                redis_url,
-                "--db",
-                str(tmp_path / "shared.db"),
-                "--instance-name",
-                name,
-                "--xheaders",
-                "--heartbeat-interval",
-                "0.5",
-                "--shutdown-timeout",
-                "5",
-                "--image-workers",
-                "1",
-            ],
+        return subprocess.Popen(
+            [*argv, "--address", "127.0.0.1", *options],
             cwd=REPO,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def start_backend(
+    name: str, port: int, tmp_path: Path, redis_url: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = tmp_path / f"backend-{name}.log"
+    proc = start_reference_app(
+        port,
+        log_path,
+        *("--redis-url", redis_url, "--db", str(tmp_path / "shared.db")),
+        *("--instance-name", name, "--xheaders", "--heartbeat-interval", "0.5"),
+        *("--shutdown-timeout", "5", "--image-workers", "1"),
+    )
     return proc, log_path
 
 
@@ -528,30 +519,12 @@ async def test_sigterm_one_backend(deployment: Deployment) -> None:
 async def test_one_server_with_worker_processes(tmp_path: Path, redis_url: str) -> None:
     """Layout 1: one `--processes 2` server; its workers share rooms through Redis."""
     port = free_port()
-    env = dict(os.environ, REFERENCE_APP_SECRET=SECRET)
     log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "examples.reference_app",
-                "--port",
-                str(port),
-                "--address",
-                "127.0.0.1",
-                "--processes",
-                "2",
-                "--redis-url",
-                redis_url,
-                "--db",
-                str(tmp_path / "app.db"),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_reference_app(
+        port,
+        log_path,
+        *("--processes", "2", "--redis-url", redis_url, "--db", str(tmp_path / "app.db")),
+    )
     http = AsyncHTTPClient(force_instance=True)
     conns: list[WebSocketClientConnection] = []
     try:
