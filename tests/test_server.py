@@ -739,17 +739,51 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
     assert f"cannot bind port {port}" in result.stderr
 
 
-def test_bad_arguments_are_usage_errors() -> None:
-    for args in (["--port", "70000"], ["--port", "1", "--processes", "-1"], ["--port", "x"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "tornado_kit", "serve", "tests._serve_app:make_app", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 2, args
-        assert "usage: tornado-kit serve" in result.stderr
+def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from tornado_kit.__main__ import main
+
+    for args in (
+        ["--port", "70000"],
+        ["--port", "1", "--processes", "-1"],
+        ["--port", "1", "--processes", "two"],
+        ["--port", "x"],
+        ["--port", "1", "--shutdown-timeout", "soon"],
+        ["--port", "1", "--shutdown-timeout", "-1"],
+        ["--port", "1", "--shutdown-timeout", "nan"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "tests._serve_app:make_app", *args])
+        assert exit_info.value.code == 2, args
+        assert "usage: tornado-kit serve" in capsys.readouterr().err
+
+
+def test_an_address_that_does_not_resolve_is_reported_without_a_traceback() -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "tornado_kit", "serve", "tests._serve_app:make_app"),
+            *("--port", str(free_port()), "--address", "no-such-host.invalid"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "error: cannot resolve 'no-such-host.invalid'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_without_uvloop_reports_the_extra_to_install() -> None:
+    script = (
+        "import sys; sys.modules['uvloop'] = None; from tornado_kit.__main__ import main;"
+        "sys.exit(main(['serve', 'tests._serve_app:make_app', '--port', '0', '--loop', 'uvloop']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "error: loop='uvloop' needs uvloop: pip install 'tornado-kit[fast]'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_rejects_bad_arguments_before_binding() -> None:

@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -183,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    except socket.gaierror as exc:  # --address is no host name or address we can resolve
+        print(f"tornado-kit serve: error: cannot resolve {args.address!r}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
