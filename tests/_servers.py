@@ -48,6 +48,27 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> Non
         await asyncio.sleep(0.01)
 
 
+async def open_stream(
+    host: str, port: int, *, rcvbuf: int | None = None, limit: int = 2**16
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP stream to *host*:*port*.
+
+    *rcvbuf* sets ``SO_RCVBUF`` before connecting (a small receive window makes
+    a slow client whose unread data backs up into the server); *limit* is the
+    stream reader's buffer limit.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        return await asyncio.open_connection(sock=sock, limit=limit)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
     """SIGTERM *proc* if it still runs; SIGKILL it when it outlives *timeout* seconds."""
     if proc.poll() is None:

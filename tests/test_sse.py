@@ -17,7 +17,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import Application, HTTPError, RequestHandler
 
 from tests._example_process import load_example
-from tests._servers import eventually
+from tests._servers import eventually, open_stream
 from tests._threaded_server import ThreadedServer
 from tornado_kit import LocalBroker, MemoryEventLog, ServerSentEvent, SSEMixin, TimingMixin
 from tornado_kit._lifecycle import shutdown, state_for
@@ -54,16 +54,7 @@ class RawStream:
         rcvbuf: int | None = None,
     ) -> RawStream:
         host, port = base_url.removeprefix("http://").split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-            reader, writer = await asyncio.open_connection(sock=sock)
-        except BaseException:
-            sock.close()
-            raise
+        reader, writer = await open_stream(host, int(port), rcvbuf=rcvbuf)
         self = cls(reader, writer)
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]

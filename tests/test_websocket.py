@@ -21,7 +21,7 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler
 
 from tests._example_process import load_example
-from tests._servers import eventually
+from tests._servers import eventually, open_stream
 from tornado_kit import (
     AllowedOriginsMixin,
     APIError,
@@ -188,16 +188,7 @@ class RawClient:
         rcvbuf: int | None = None,
     ) -> tuple[RawClient | None, int, bytes]:
         port = int(base_url.rsplit(":", 1)[1])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        except BaseException:
-            sock.close()
-            raise
-        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        reader, writer = await open_stream("127.0.0.1", port, rcvbuf=rcvbuf, limit=1 << 20)
         lines = [
             f"GET {path} HTTP/1.1",
             f"Host: 127.0.0.1:{port}",
