@@ -535,6 +535,9 @@ async def test_one_server_with_worker_processes(tmp_path: Path, redis_url: str) 
         # them gets every message of the room, whichever worker it is on.
         for _ in range(8):
             conns.append(await ws_connect(f"{base}/ws?room=w&access_token={token}"))
+        # The handshake completes before open() has joined the room on the
+        # worker's Redis subscription: wait until every client gets chat.
+        await warm_up(conns[0], conns[1:])
         conns[0].write_message(json.dumps({"text": "to every worker"}))
         for conn in conns:
             message = await read_chat(conn, "to every worker")
