@@ -28,11 +28,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.testing import bind_unused_port
+from tornado.web import Application, RequestHandler
 from tornado.websocket import websocket_connect
 
 from tests._servers import free_port, wait_for_port
 from tornado_kit import serve
 from tornado_kit.__main__ import FactoryPathError, load_factory
+from tornado_kit._draining import DrainingHTTPServer
 
 pytestmark = pytest.mark.slow
 
@@ -938,6 +941,37 @@ async def test_example_08_serves_http_sse_and_websocket_then_drains(
     finally:
         client.close()
     assert await asyncio.to_thread(server.wait) == 0
+
+
+async def test_draining_server_forgets_a_request_whose_client_hung_up() -> None:
+    # A client that disconnects mid-request: the handler hears of it (its
+    # on_connection_close runs through the tracking delegate) and the request
+    # no longer counts as in flight, so a drain does not wait for it.
+    gone = asyncio.Event()
+
+    class Waits(RequestHandler):
+        async def get(self) -> None:
+            await gone.wait()
+
+        def on_connection_close(self) -> None:
+            gone.set()
+
+    sock, port = bind_unused_port()
+    server = DrainingHTTPServer(Application([(r"/", Waits)]))
+    server.add_sockets([sock])
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        await _async_until(lambda: server.in_flight == 1)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(gone.wait(), 10)
+        await _async_until(lambda: server.in_flight == 0)
+        assert await server.drain(5)
+    finally:
+        server.stop()
+        await server.close_all_connections()
 
 
 def test_signal_handlers_fall_back_where_the_loop_has_none() -> None:
