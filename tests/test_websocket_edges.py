@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 from tornado.web import Application
@@ -18,6 +19,7 @@ from tests._servers import RedisServer, eventually
 from tests.test_websocket import Connect, RelayBroker, read_json, ws_state
 from tornado_kit import (
     AllowedOriginsMixin,
+    APIError,
     BroadcastMixin,
     HeartbeatMixin,
     JSONMessageMixin,
@@ -276,3 +278,39 @@ async def test_relay_that_falls_behind_resubscribes_and_keeps_delivering(
         await shutdown(app, timeout=5)
         await server.close_all_connections()
         await broker.close()
+
+
+class SlowFailure(JSONMessageMixin, WebSocketHandler):
+    """Answers with an error only after the client may have left."""
+
+    async def on_json(self, data: dict[str, Any]) -> None:
+        await asyncio.sleep(0.1)
+        raise APIError(409, "too late")
+
+
+@pytest.mark.parametrize("app", [Application([("/slow", SlowFailure)])], indirect=False)
+async def test_error_answer_to_a_client_that_left_is_dropped_quietly(
+    app: Application, ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await ws_connect("/slow")
+    await conn.write_message(dumps_str({"x": 1}))
+    conn.close(1000)
+    await eventually(lambda: not state_for(app).connections)
+    with caplog.at_level(logging.DEBUG):
+        await asyncio.sleep(0.2)  # on_json raises now, with nobody to tell
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_check_origin_called_directly_refuses_what_tornado_cannot_parse() -> None:
+    class Plain(AllowedOriginsMixin, WebSocketHandler):
+        pass
+
+    handler = Plain.__new__(Plain)
+    handler.application = Application()
+    handler.request = HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/ws", "HTTP/1.1"),
+        headers=HTTPHeaders(Host="127.0.0.1:8888"),
+    )
+    # Without allowed_origins Tornado decides (6.5: same host; 6.6: trusted_origins).
+    assert not handler.check_origin("https://elsewhere.example")
+    assert not handler.check_origin("https://[::1")  # unparsable: refused, no ValueError

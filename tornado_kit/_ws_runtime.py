@@ -86,8 +86,7 @@ class Heartbeat:
         self._timer: PeriodicCallback | None = None
 
     def add(self, handler: WebSocketHandler) -> None:
-        if handler in self.conns:
-            return
+        """Register a connection (once, from its handshake)."""
         self.conns[handler] = Beat()
         if self._timer is None:
             self._timer = PeriodicCallback(self._tick, self.period * 1000)
