@@ -332,6 +332,18 @@ def main() -> None:
             "(req/s ratio: median over rounds of stack/bare measured back to back; CPU ratio:"
             " bare/stack server CPU time per request, less sensitive to other load)"
         )
+        # Other load on a shared machine only ever adds CPU time per request
+        # (cache and scheduler interference), so the least disturbed round of
+        # each server is the closest to its own cost.
+        for size in ("small", "large"):
+            bare_cpu = [c for _, _, c in results[(size, "bare")] if c is not None]
+            stack_cpu = [c for _, _, c in results[(size, "stack")] if c is not None]
+            if bare_cpu and stack_cpu:
+                label = "~20 B" if size == "small" else "~1 KB"
+                print(
+                    f"{label:9} least disturbed round: CPU/req bare {min(bare_cpu):.1f}us,"
+                    f" stack {min(stack_cpu):.1f}us, ratio {min(bare_cpu) / min(stack_cpu):.2f}"
+                )
         if "bare+log" in kinds:
             print("\nreference: bare Tornado with its own one-line access log written to a file")
             for size in ("small", "large"):
