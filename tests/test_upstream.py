@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import tornado
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -335,7 +336,9 @@ async def test_an_upstream_that_hangs_up_or_speaks_garbage_is_a_result() -> None
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
     try:
         results = await fetch_all(
-            {name: url + name for name in ("cut", "garbage", "silent")}, timeout=10
+            {name: url + name for name in ("cut", "garbage", "silent")},
+            timeout=10,
+            request_timeout=1,
         )
     finally:
         server.close()
@@ -343,6 +346,11 @@ async def test_an_upstream_that_hangs_up_or_speaks_garbage_is_a_result() -> None
     for name, result in results.items():
         assert (result.ok, result.status, result.json) == (False, None, None), name
         assert result.error is not None
+        if name == "garbage" and tornado.version_info < (6, 6):
+            # Tornado 6.5 logs "Malformed HTTP message" and leaves the fetch
+            # to its timeout: still a result, bounded by request_timeout.
+            assert result.error == "timed out after 1 s"
+            continue
         # Tornado's words: "Connection closed" / "Stream closed"
         assert re.fullmatch(r"request failed: \w+ closed", result.error), result.error
 
