@@ -115,6 +115,8 @@ async def test_broker_down_at_stream_start_is_a_503_not_a_500(
         assert b"retry later" in problem.body
         assert "Uncaught exception" not in caplog.text
         assert "SSE stream of 'news' refused" in caplog.text
+        access = [r.access for r in caplog.records if r.name == "tornado_kit.access"]  # type: ignore[attr-defined]
+        assert [(a["status"], a["sse_end"]) for a in access] == [(503, "unavailable")]
         assert not state_for(app).connections
         redis_server.start()  # back: the same URL streams again
         await broker.publish("news", "warm-up")  # reconnects the command pool

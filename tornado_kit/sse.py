@@ -550,6 +550,7 @@ class SSEMixin(RequestHandler):
                 except ConnectionError as exc:
                     # Nothing sent yet: a clear 503 rather than a 500 with a traceback.
                     _log.warning("SSE stream of %r refused: %s", topic, exc)
+                    self._tk_sse_stop("unavailable")
                     raise APIError(
                         503, "event stream unavailable, retry later", headers={"Retry-After": "5"}
                     ) from None
