@@ -968,7 +968,9 @@ async def test_draining_server_forgets_a_request_whose_client_hung_up() -> None:
         await writer.wait_closed()
         await asyncio.wait_for(gone.wait(), 10)
         await _async_until(lambda: server.in_flight == 0)
-        assert await server.drain(5)
+        # nothing in flight: drained at once, even when no time is left
+        # (serve() passes what the WebSocket/SSE phase left of shutdown_timeout)
+        assert await server.drain(0)
     finally:
         server.stop()
         await server.close_all_connections()

@@ -76,6 +76,8 @@ class DrainingHTTPServer(HTTPServer):
         for request_conn in self._busy.values():
             _disconnect_after_response(request_conn)
         self._check_drained()
+        if self._drained.is_set():  # nothing in flight: done, even with timeout 0
+            return True
         try:
             await asyncio.wait_for(self._drained.wait(), timeout)
         except asyncio.TimeoutError:
