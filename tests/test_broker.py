@@ -159,3 +159,20 @@ async def test_broker_setting_wins_and_is_left_to_its_owner() -> None:
     await shutdown(app, timeout=5)
     assert not mine.closed  # the application did not create it, so it does not close it
     await mine.close()
+
+
+async def test_concurrent_consumers_share_messages_and_all_wake_on_close() -> None:
+    broker = LocalBroker()
+    sub = await broker.subscribe("t")
+    consumers = [asyncio.ensure_future(sub.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    broker.publish_nowait("t", "a")
+    broker.publish_nowait("t", "b")
+    await asyncio.sleep(0.01)
+    done = [c for c in consumers if c.done()]
+    assert sorted(c.result() for c in done) == ["a", "b"]  # each message taken once
+    sub.close()  # the consumer still waiting wakes up too
+    (last,) = [c for c in consumers if c not in done]
+    with pytest.raises(SubscriptionClosed):
+        await asyncio.wait_for(last, 5)
+    await broker.close()

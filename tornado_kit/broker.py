@@ -103,12 +103,16 @@ class Subscription:
                 raise SubscriptionClosed(self.topic)
             if self._queue:
                 return self._queue.popleft()
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
+            # Concurrent consumers share one waiter, so that a delivery or
+            # close() wakes all of them (each then takes a message or waits).
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
-                self._waiter = None
+                if self._waiter is waiter and waiter.done():
+                    self._waiter = None
 
     def get_nowait(self) -> str | None:
         """Return the next queued message, or ``None`` when none is queued."""
