@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.testing import bind_unused_port
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, RequestHandler, stream_request_body
 from tornado.websocket import websocket_connect
 
 from tests._servers import free_port, wait_for_port
@@ -944,30 +944,47 @@ async def test_example_08_serves_http_sse_and_websocket_then_drains(
 
 
 async def test_draining_server_forgets_a_request_whose_client_hung_up() -> None:
-    # A client that disconnects mid-request: the handler hears of it (its
-    # on_connection_close runs through the tracking delegate) and the request
-    # no longer counts as in flight, so a drain does not wait for it.
-    gone = asyncio.Event()
+    # A client that disconnects mid-request, while its handler runs or in the
+    # middle of its body: the handler hears of it (on_connection_close) and
+    # the request no longer counts as in flight, so a drain does not wait.
+    gone = {"waiting": asyncio.Event(), "upload": asyncio.Event()}
 
     class Waits(RequestHandler):
         async def get(self) -> None:
-            await gone.wait()
+            await gone["waiting"].wait()
 
         def on_connection_close(self) -> None:
-            gone.set()
+            gone["waiting"].set()
+
+    @stream_request_body
+    class Upload(RequestHandler):
+        def data_received(self, chunk: bytes) -> None:
+            pass
+
+        def put(self) -> None:
+            self.write("complete")
+
+        def on_connection_close(self) -> None:
+            super().on_connection_close()  # fails the body future: put() never runs
+            gone["upload"].set()
 
     sock, port = bind_unused_port()
-    server = DrainingHTTPServer(Application([(r"/", Waits)]))
+    server = DrainingHTTPServer(Application([(r"/wait", Waits), (r"/upload", Upload)]))
     server.add_sockets([sock])
+    requests = {
+        "waiting": b"GET /wait HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "upload": b"PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc",
+    }
     try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        await writer.drain()
-        await _async_until(lambda: server.in_flight == 1)
-        writer.close()
-        await writer.wait_closed()
-        await asyncio.wait_for(gone.wait(), 10)
-        await _async_until(lambda: server.in_flight == 0)
+        for name, request in requests.items():
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            await writer.drain()
+            await _async_until(lambda: server.in_flight == 1)
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(gone[name].wait(), 10)
+            await _async_until(lambda: server.in_flight == 0)
         # nothing in flight: drained at once, even when no time is left
         # (serve() passes what the WebSocket/SSE phase left of shutdown_timeout)
         assert await server.drain(0)

@@ -501,6 +501,9 @@ def _log_discarded(job: concurrent.futures.Future[Any], name: str, fn: Callable[
 def executor_for(app: Application) -> BoundedExecutor:
     """Return ``app.settings["executor"]``, else the app's shared default.
 
+    Raises :class:`TypeError` when the setting holds something other than a
+    :class:`BoundedExecutor`.
+
     The default is a thread :class:`BoundedExecutor` named ``"default"``, made
     on first use and kept per application (no module-level state). Either one
     is shut down when the app's server stops, also when it is used directly
@@ -512,15 +515,26 @@ def executor_for(app: Application) -> BoundedExecutor:
     """
     executor = app.settings.get("executor")
     if executor is not None:
-        if isinstance(executor, BoundedExecutor):
-            _register_shutdown(app, executor)
-        return executor  # type: ignore[no-any-return]  # checked by the caller
+        checked = _checked(executor)
+        _register_shutdown(app, checked)
+        return checked
     state = state_for(app)
     default: BoundedExecutor | None = state.resources.get(_DEFAULT_KEY)
     if default is None:
         default = state.resources[_DEFAULT_KEY] = BoundedExecutor(name="default")
         _register_shutdown(app, default)
     return default
+
+
+def _checked(executor: Any) -> BoundedExecutor:
+    if not isinstance(executor, BoundedExecutor):
+        # e.g. a ThreadPoolExecutor kept in ``executor`` for Tornado's
+        # @run_on_executor: it has no bound, no counters and no shutdown hook.
+        raise TypeError(
+            f"ExecutorMixin needs a BoundedExecutor in the `executor` class attribute "
+            f"or setting, not {type(executor).__name__}"
+        )
+    return executor
 
 
 def _register_shutdown(app: Application, executor: BoundedExecutor) -> None:
@@ -596,15 +610,12 @@ class ExecutorMixin:
         methods are fine on a thread executor, but a process executor needs a
         picklable module-level function (else :class:`TypeError`, a 500).
         """
-        executor: Any = resolve(self, "executor", None) or executor_for(self.application)
-        if not isinstance(executor, BoundedExecutor):
-            # e.g. a ThreadPoolExecutor kept in ``executor`` for Tornado's
-            # @run_on_executor: it has no bound, no counters and no shutdown hook.
-            raise TypeError(
-                f"ExecutorMixin needs a BoundedExecutor in the `executor` class attribute "
-                f"or setting, not {type(executor).__name__}"
-            )
-        _register_shutdown(self.application, executor)
+        own = type(self).executor  # the class attribute wins over the setting
+        if own is None:
+            executor = executor_for(self.application)
+        else:
+            executor = _checked(own)
+            _register_shutdown(self.application, executor)
         timeout: float | None = resolve(self, "executor_timeout", None)
         metrics: Any = resolve(self, "metrics", None)
         depth = executor.queued
