@@ -104,6 +104,11 @@ def failing_app() -> Application:
     raise RuntimeError("database unreachable at startup")
 
 
+def config_missing_app() -> Application:
+    """A factory that fails with an OSError that has nothing to do with binding."""
+    raise FileNotFoundError(2, "No such file or directory", "/etc/no-such-app.toml")
+
+
 def not_an_app() -> object:
     return {"not": "an app"}
 

@@ -706,6 +706,16 @@ def test_factory_raising_is_reported_without_restart_storm(
     assert len(server.marker("factory_calls")) <= int(processes)
 
 
+def test_factory_failing_with_an_os_error_is_reported_as_the_factory_failing(
+    served: Callable[..., Served],
+) -> None:
+    server = served("tests._serve_app:config_missing_app")
+    assert server.wait() == 1
+    assert "the app factory tests._serve_app:config_missing_app failed" in server.log
+    assert "FileNotFoundError: [Errno 2] No such file or directory" in server.log
+    assert "cannot bind" not in server.log
+
+
 def test_factory_returning_something_else_is_reported(served: Callable[..., Served]) -> None:
     server = served("tests._serve_app:not_an_app", "--processes", "2")
     assert server.wait() == 1

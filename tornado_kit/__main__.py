@@ -29,6 +29,9 @@ from tornado_kit.server import AppFactory, serve
 _MODULE_NAME = re.compile(r"\w+(\.\w+)*")
 
 
+_BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
 class FactoryPathError(ValueError):
     """``module:factory`` could not be resolved to a callable."""
 
@@ -187,18 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except socket.gaierror as exc:  # --address is no host name or address we can resolve
         print(f"tornado-kit serve: error: cannot resolve {args.address!r}: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        print(f"tornado-kit serve: error: cannot bind port {args.port}: {exc}", file=sys.stderr)
-        return 1
     except ImportError as exc:  # loop="uvloop" without the extra
         print(f"tornado-kit serve: error: {exc}", file=sys.stderr)
         return 1
-    except Exception:
-        logging.getLogger("tornado_kit.server").exception(
-            "tornado-kit serve: the app factory %s failed", args.factory
-        )
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in _BIND_ERRORS:
+            print(f"tornado-kit serve: error: cannot bind port {args.port}: {exc}", file=sys.stderr)
+        else:  # raised by the factory (processes=1)
+            logging.getLogger("tornado_kit.server").exception(
+                "tornado-kit serve: the app factory %s failed", args.factory
+            )
         return 1
     return 0
 
