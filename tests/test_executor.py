@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import subprocess
@@ -296,8 +298,11 @@ async def test_a_plain_pool_in_the_executor_setting_is_a_clear_type_error(
         pool.shutdown()
 
 
-def test_start_method_can_be_chosen_by_name() -> None:
-    pool = BoundedExecutor(kind="process", max_workers=1, mp_context="spawn", name="spawned")
+@pytest.mark.parametrize("context", ["spawn", multiprocessing.get_context("spawn")])
+def test_start_method_can_be_chosen_by_name_or_context(
+    context: str | multiprocessing.context.BaseContext,
+) -> None:
+    pool = BoundedExecutor(kind="process", max_workers=1, mp_context=context, name="spawned")
     try:
         assert pool.submit(_jobs.square, 7).result(60) == 49
         assert repr(pool).startswith("<BoundedExecutor 'spawned' process workers=1")
