@@ -137,3 +137,10 @@ def test_numbers_beyond_the_float_range_are_refused(name: str) -> None:
         _json.loads("[1e400]")
     with backend(name):
         assert _json.loads("[1e300, 0.1234567890123456789012]") == [1e300, 0.1234567890123456789012]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_lone_surrogates_decode_the_same_on_both_paths(name: str) -> None:
+    with backend(name):
+        assert _json.loads('["\\ud800"]') == ["\ud800"]  # an escaped lone surrogate
+        assert _json.loads('["\ud800"]') == ["\ud800"]  # a str that holds one

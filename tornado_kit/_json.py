@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from types import ModuleType
 from typing import Any
 
@@ -24,10 +23,13 @@ except ImportError:  # pragma: no cover
 HAVE_ORJSON = _orjson is not None
 
 # orjson decodes integers outside [-2**63, 2**64) as floats, silently losing
-# digits; such integers need 19 digits or more. Inputs with a run that long
-# (rare: big integers, long decimals) are decoded by the standard library.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_STR = re.compile(r"[0-9]{19}")
+# digits; such integers have 19 digits or more. Inputs with a run of digits
+# that long (rare: big integers, long decimals) go to the standard library.
+# The run is found by mapping digits to "0" and the rest to " ", then one
+# substring search: a tenth of orjson's own time (a regex took longer than
+# orjson itself).
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 _NON_FINITE = "Out of range float values are not JSON compliant (NaN, Infinity)"
 
@@ -95,13 +97,11 @@ def loads(data: bytes | str) -> Any:
     of a float, or is nested too deeply; never ``RecursionError``.
     """
     if _orjson is not None:
-        if isinstance(data, str):
-            exact = _LONG_DIGITS_STR.search(data) is None
-        else:
-            exact = _LONG_DIGITS.search(data) is None
-        if exact:
+        # (a lone surrogate passes encoding here, then orjson refuses it)
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_TO_ZERO):
             try:
-                return _orjson.loads(data)
+                return _orjson.loads(raw)
             except _orjson.JSONDecodeError:
                 # orjson rejects some inputs the stdlib accepts (e.g. lone
                 # surrogate escapes): the standard library has the last word.
