@@ -176,3 +176,25 @@ async def test_concurrent_consumers_share_messages_and_all_wake_on_close() -> No
     with pytest.raises(SubscriptionClosed):
         await asyncio.wait_for(last, 5)
     await broker.close()
+
+
+async def test_cancelling_one_consumer_leaves_the_others_waiting() -> None:
+    broker = LocalBroker()
+    sub = await broker.subscribe("t")
+    cancelled = asyncio.ensure_future(sub.get())
+    waiting = asyncio.ensure_future(sub.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    broker.publish_nowait("t", "still delivered")
+    assert await asyncio.wait_for(waiting, 5) == "still delivered"
+    assert await asyncio.wait_for(asyncio.ensure_future(_next_after(broker, sub)), 5) == "next"
+    await broker.close()
+
+
+async def _next_after(broker: LocalBroker, sub: Subscription) -> str:
+    getter = asyncio.ensure_future(sub.get())
+    await asyncio.sleep(0)
+    broker.publish_nowait("t", "next")
+    return await getter

@@ -56,7 +56,7 @@ class Subscription:
     Brokers create subscriptions; user code only iterates and closes them.
     """
 
-    __slots__ = ("_closed", "_on_close", "_queue", "_waiter", "maxsize", "overflowed", "topic")
+    __slots__ = ("_closed", "_on_close", "_queue", "_waiters", "maxsize", "overflowed", "topic")
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class Subscription:
         self.maxsize = maxsize
         self.overflowed = False
         self._queue: deque[str] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
         self._on_close = on_close
 
@@ -92,9 +92,8 @@ class Subscription:
             self.close()
             return
         self._queue.append(message)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiters:
+            self._wake()
 
     async def get(self) -> str:
         """Return the next message; raise :class:`SubscriptionClosed` once closed."""
@@ -103,16 +102,16 @@ class Subscription:
                 raise SubscriptionClosed(self.topic)
             if self._queue:
                 return self._queue.popleft()
-            # Concurrent consumers share one waiter, so that a delivery or
-            # close() wakes all of them (each then takes a message or waits).
-            waiter = self._waiter
-            if waiter is None or waiter.done():
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            # One future per waiting consumer: a delivery or close() wakes
+            # them all (each then takes a message or waits again), and
+            # cancelling one consumer leaves the others waiting.
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
                 await waiter
             finally:
-                if self._waiter is waiter and waiter.done():
-                    self._waiter = None
+                if waiter.cancelled() and waiter in self._waiters:
+                    self._waiters.remove(waiter)  # this consumer was cancelled
 
     def get_nowait(self) -> str | None:
         """Return the next queued message, or ``None`` when none is queued."""
@@ -129,15 +128,19 @@ class Subscription:
         except SubscriptionClosed:
             raise StopAsyncIteration from None
 
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def close(self) -> None:
         """Stop receiving messages and wake any waiting consumer. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._queue.clear()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(self)
