@@ -2,9 +2,9 @@
 
 Both paths accept and produce the same JSON *values* (RFC 8259): compact
 separators, UTF-8 text (no ``\\uXXXX`` escaping of non-ASCII), integers of
-any size, and no ``NaN`` or ``Infinity`` in either direction (they are not
-JSON, §6). ``</`` is not escaped (responses are ``application/json``, not
-HTML).
+any size. ``NaN`` and ``Infinity`` are not JSON (§6): :func:`loads` refuses
+them and :func:`dumps` writes them as ``null``. ``</`` is not escaped
+(responses are ``application/json``, not HTML).
 """
 
 from __future__ import annotations
@@ -31,45 +31,48 @@ HAVE_ORJSON = _orjson is not None
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_DIGIT_RUN = b"0" * 19
 
-_NON_FINITE = "Out of range float values are not JSON compliant (NaN, Infinity)"
-
 
 def _stdlib_dumps(obj: Any) -> bytes:
     try:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            # NaN or Infinity: written as null, like orjson (and JavaScript's
+            # JSON.stringify); only this rare case pays for a copy.
+            text = json.dumps(
+                _non_finite_to_none(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
     except RecursionError:
-        raise ValueError("value is nested too deeply to encode as JSON") from None
+        raise ValueError("value is circular or nested too deeply to encode as JSON") from None
     return text.encode("utf-8")
 
 
-def _has_non_finite(obj: Any) -> bool:
-    # Only called on values orjson encoded, hence nested at most 254 deep.
+def _non_finite_to_none(obj: Any) -> Any:
     if isinstance(obj, float):
-        return not math.isfinite(obj)
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return any(_has_non_finite(v) for v in obj.values())
+        return {k: _non_finite_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return any(_has_non_finite(v) for v in obj)
-    return False
+        return [_non_finite_to_none(v) for v in obj]
+    return obj
 
 
 def dumps(obj: Any) -> bytes:
     """Encode *obj* as compact UTF-8 JSON bytes.
 
+    NaN and infinities, which JSON cannot represent, are written as ``null``
+    by either backend (as orjson and JavaScript's ``JSON.stringify`` do).
     Raises ``TypeError`` for values JSON cannot represent and ``ValueError``
-    for NaN or infinity and for values nested too deeply (with either
-    backend; orjson alone would write NaN as ``null``).
+    for circular or too deeply nested values.
     """
     if _orjson is not None:
         try:
             result: bytes = _orjson.dumps(obj)
+            return result
         except _orjson.JSONEncodeError:
             # orjson is stricter than json (e.g. integers above 64 bits, depth
             # beyond 254); fall back so that the value encodes the same either way.
             return _stdlib_dumps(obj)
-        if b"null" in result and _has_non_finite(obj):
-            raise ValueError(_NON_FINITE)
-        return result
     return _stdlib_dumps(obj)
 
 
