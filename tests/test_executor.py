@@ -153,6 +153,14 @@ async def get(client: AsyncHTTPClient, url: str, **kw: Any) -> HTTPResponse:
     return await client.fetch(url, raise_error=False, **kw)
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 # -- BoundedExecutor on its own ------------------------------------------------
 
 
@@ -575,9 +583,7 @@ async def test_process_pool_runs_module_level_functions_and_stops_with_the_serve
 
         server.stop()
         await shutdown(process_app, timeout=5)
-        await wait_until(
-            lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-        )
+        await wait_until(lambda: _gone(pid))
     finally:
         server.stop()
         await server.close_all_connections()
@@ -598,9 +604,7 @@ async def test_a_runaway_process_job_is_terminated_when_shutdown_times_out(
         assert (await get(http_client, url + "/process/runaway")).code == 504  # still running
         server.stop()
         await shutdown(process_app, timeout=0.3)  # gives up on the 60 s job
-        await wait_until(
-            lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
-        )
+        await wait_until(lambda: _gone(worker))
     finally:
         server.stop()
         await server.close_all_connections()
@@ -746,9 +750,7 @@ async def test_sigterm_under_serve_finishes_the_job_then_stops_the_workers(
         assert (response.code, response.body) == (200, b'{"result": "done"}')
         returncode = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
         assert returncode == 0
-        await wait_until(
-            lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
-        )
+        await wait_until(lambda: _gone(worker))
     finally:
         if proc.poll() is None:
             proc.kill()
