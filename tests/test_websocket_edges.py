@@ -61,10 +61,23 @@ class BadHeartbeat(HeartbeatMixin, WebSocketHandler):
     heartbeat_interval = 0.0
 
 
+class Beating(HeartbeatMixin, BroadcastMixin, WebSocketHandler):
+    heartbeat_interval = 0.05
+
+    def open(self) -> None:
+        self.join("r")
+
+
 @pytest.fixture
 def app() -> Application:
     return Application(
-        [("/chat", Chat), ("/origins", Origins), ("/any", AnyOrigin), ("/bad-hb", BadHeartbeat)],
+        [
+            ("/chat", Chat),
+            ("/origins", Origins),
+            ("/any", AnyOrigin),
+            ("/bad-hb", BadHeartbeat),
+            ("/beat", Beating),
+        ],
         broker=RelayBroker(),
     )
 
@@ -314,3 +327,31 @@ def test_check_origin_called_directly_refuses_what_tornado_cannot_parse() -> Non
     # Without allowed_origins Tornado decides (6.5: same host; 6.6: trusted_origins).
     assert not handler.check_origin("https://elsewhere.example")
     assert not handler.check_origin("https://[::1")  # unparsable: refused, no ValueError
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 400),  # a plain GET: no Upgrade header
+        ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),
+        (
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version": "99",
+            },
+            426,
+        ),
+    ],
+)
+async def test_handshakes_tornado_refuses_leave_nothing_registered(
+    app: Application, base_url: str, http_client: Any, headers: dict[str, str], status: int
+) -> None:
+    response = await http_client.fetch(base_url + "/beat", headers=headers, raise_error=False)
+    assert response.code == status
+    assert not state_for(app).connections
+    ws = ws_state(app)
+    assert not ws.members
+    assert not ws.rooms
+    assert not any(hb.conns or hb.running for hb in ws.heartbeats.values())
