@@ -238,3 +238,48 @@ async def test_one_failing_stream_never_stops_the_others(
         await broken  # it never got an event, and the client gave up
     await eventually(lambda: not state_for(app).connections)
     assert broker.subscriber_count() == 0
+
+
+class TwoGateLog(MemoryEventLog):
+    """since() waits before reading the log and again after, for the test to publish."""
+
+    def __init__(self) -> None:
+        super().__init__(LocalBroker(), maxlen=100)
+        self.reading = asyncio.Event()
+        self.before = asyncio.Event()
+        self.after = asyncio.Event()
+
+    async def since(self, topic: str, last_id: str) -> list[ServerSentEvent]:
+        self.reading.set()
+        await self.before.wait()
+        events = await super().since(topic, last_id)
+        await self.after.wait()
+        return events
+
+
+async def test_events_published_around_the_replay_arrive_once_in_order(
+    base_url: str, app: Application
+) -> None:
+    log = TwoGateLog()
+    app.settings["event_log"] = log
+    try:
+        first = await log.append("news", "0")
+        assert first.id is not None
+        reader = asyncio.ensure_future(
+            read_sse(base_url + "/feed", count=4, timeout=10, headers={"Last-Event-ID": first.id})
+        )
+        await asyncio.wait_for(log.reading.wait(), 10)  # subscribed, replay not read yet
+        await log.append("news", "a")  # live AND in the replay: sent once
+        await log.append("news", "b")
+        log.before.set()
+        await asyncio.sleep(0.05)  # the replay has read the log
+        await log.append("news", "c")  # live only, held back until the replay is out
+        await log.append("news", "d")
+        log.after.set()
+        events = await reader
+        assert [e.data for e in events] == ["a", "b", "c", "d"]
+        ids = [int(e.id or "") for e in events]
+        assert ids == sorted(ids)
+        assert int(first.id) < ids[0]
+    finally:
+        await log.broker.close()
