@@ -441,6 +441,9 @@ async def test_non_json_content_type_is_415(
         (b'"text"', "must be an object"),
         (b"null", "must be an object"),
         (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b'{"x": NaN}', "not valid JSON"),
+        (b'{"x": -Infinity}', "not valid JSON"),
+        (b'{"x": 1e400}', "not valid JSON"),
     ],
 )
 async def test_bad_json_body_is_400(
