@@ -109,6 +109,8 @@ async def test_broker_down_at_stream_start_is_a_503_not_a_500(
             problem = await http_client.fetch(base_url + "/problem", raise_error=False)
         assert plain.code == 503
         assert "text/event-stream" not in plain.headers.get("Content-Type", "")
+        # the header survives send_error()'s clear() without JSONErrorMixin too
+        assert plain.headers["Retry-After"] == "5"
         assert problem.code == 503
         assert problem.headers["Content-Type"] == "application/problem+json"
         assert problem.headers["Retry-After"] == "5"

@@ -40,7 +40,7 @@ from tornado_kit import _json
 from tornado_kit._lifecycle import state_for
 from tornado_kit._redact import redact_query_string
 from tornado_kit._settings import resolve
-from tornado_kit.errors import APIError
+from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -274,7 +274,7 @@ def redact_query(uri: str, names: Collection[str]) -> str:
 # -- the mixin -----------------------------------------------------------------
 
 
-class TokenAuthMixin(RequestHandler):
+class TokenAuthMixin(APIErrorHeadersMixin):
     """Require an RFC 6750 bearer token before any verb method runs.
 
     Mix it in to the left of ``RequestHandler`` or ``WebSocketHandler`` (for
@@ -368,17 +368,6 @@ class TokenAuthMixin(RequestHandler):
         if _is_pending(result):
             result = await result
         return cast("User | None", result)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Apply an :class:`~tornado_kit.APIError`'s headers, then render as usual.
-
-        ``send_error()`` clears the headers before calling ``write_error``;
-        this puts the ``WWW-Authenticate`` challenge back.
-        """
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None and isinstance(exc_info[1], APIError):
-            exc_info[1].apply_headers(self)
-        super().write_error(status_code, **kwargs)
 
     def _request_summary(self) -> str:
         # Tornado's warning, error and default access-log lines all use this;

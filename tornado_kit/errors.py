@@ -100,6 +100,27 @@ class APIError(HTTPError):
         return f"APIError({self.status_code}, {self.detail!r})"
 
 
+class APIErrorHeadersMixin(RequestHandler):
+    """Put an :class:`APIError`'s ``headers`` back on its error response.
+
+    Tornado's ``send_error()`` calls ``clear()`` before ``write_error()``, so
+    headers set before an error are gone. Every tornado-kit mixin that raises
+    an ``APIError`` with headers (``WWW-Authenticate``, ``Retry-After``)
+    derives from this base, so that the headers reach the client whatever
+    renders the body (``JSONErrorMixin`` or Tornado's default page). It
+    appears once in any handler's MRO, however many such mixins it has.
+
+    .. versionadded:: 0.1
+    """
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Apply the headers of an ``APIError`` being rendered, then defer to ``super()``."""
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], APIError):
+            exc_info[1].apply_headers(self)
+        super().write_error(status_code, **kwargs)
+
+
 def _is_header_safe(text: str) -> bool:
     return text.isprintable() and text.isascii()
 

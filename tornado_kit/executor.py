@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from tornado_kit._access import add_access_field
 from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
 from tornado_kit._settings import resolve
-from tornado_kit.errors import APIError
+from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -547,7 +547,7 @@ def _register_shutdown(app: Application, executor: BoundedExecutor) -> None:
     state.on_shutdown(executor.aclose, PHASE_RESOURCES)
 
 
-class ExecutorMixin:
+class ExecutorMixin(APIErrorHeadersMixin):
     """Run blocking or CPU-bound work off the event loop, with back-pressure.
 
     ``await self.run_in_executor(fn, *args, **kwargs)`` runs on the executor
@@ -590,18 +590,6 @@ class ExecutorMixin:
 
     application: Application
     settings: dict[str, Any]
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Apply the ``Retry-After`` of a 503 :class:`~tornado_kit.APIError`, then defer.
-
-        Runs when an error response is being written (after ``send_error()``
-        cleared the headers), so the header reaches the client even without
-        ``JSONErrorMixin`` (which applies it too; setting it twice is harmless).
-        """
-        exc_info = kwargs.get("exc_info")
-        if exc_info is not None and isinstance(exc_info[1], APIError):
-            exc_info[1].apply_headers(self)  # type: ignore[arg-type]
-        super().write_error(status_code, **kwargs)  # type: ignore[misc]
 
     async def run_in_executor(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the handler's executor and return its result.

@@ -39,7 +39,7 @@ from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
 from tornado_kit._sse_fanout import Registry, Stream, registry_for
 from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, broker_for
-from tornado_kit.errors import APIError
+from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 __all__ = [
     "EventLog",
@@ -389,7 +389,7 @@ def _registry_for(handler: RequestHandler) -> Registry:
 # -- the mixin ---------------------------------------------------------------
 
 
-class SSEMixin(RequestHandler):
+class SSEMixin(APIErrorHeadersMixin):
     """Serve a ``text/event-stream`` response (WHATWG server-sent events).
 
     Send events one by one with :meth:`send_event`, or follow a broker topic
