@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,8 @@ from tornado.web import Application, RequestHandler
 
 from tests._servers import free_port, wait_for_port
 from tornado_kit import StaticTokenVerifier, TimingMixin, TokenAuthMixin
-from tornado_kit.timing import JSONLinesFileHandler
+from tornado_kit._access import add_access_field
+from tornado_kit.timing import JSONLinesFileHandler, _sole_file_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,3 +271,215 @@ def test_serve_sigterm_writes_every_buffered_record(tmp_path: Path, processes: i
         assert paths == [f"/?i={i}" for i in range(60)]
     else:  # two batches, one per worker, each in its own order
         assert sorted(paths) == sorted(f"/?i={i}" for i in range(60))
+
+
+# -- the direct path: an access record written without a LogRecord ----------
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque-value"
+
+
+class Traced(TimingMixin, RequestHandler):
+    def get(self) -> None:
+        with self.timed("db"):
+            pass
+        add_access_field(self, "cache_hit", True)
+        add_access_field(self, "method", "overwritten?")  # core fields win
+        if self.get_argument("opaque", None):
+            add_access_field(self, "opaque", Opaque())
+        self.write({"ok": True})
+
+
+@pytest.fixture
+def access_file(tmp_path: Path) -> Iterator[tuple[logging.Logger, Path, JSONLinesFileHandler]]:
+    path = tmp_path / "access.jsonl"
+    handler = JSONLinesFileHandler(path, flush_interval=0)
+    access = logging.getLogger("tornado_kit.access")
+    saved = access.level, access.propagate, access.handlers[:], access.filters[:]
+    for old in saved[2]:
+        access.removeHandler(old)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    try:
+        yield access, path, handler
+    finally:
+        access.removeHandler(handler)
+        for extra in access.handlers[:]:
+            access.removeHandler(extra)
+        access.filters[:] = saved[3]
+        for old in saved[2]:
+            access.addHandler(old)
+        access.setLevel(saved[0])
+        access.propagate = saved[1]
+        handler.close()
+
+
+@contextlib.contextmanager
+def alone(handler: JSONLinesFileHandler) -> Iterator[None]:
+    """Make *handler* the access logger's only handler (pytest adds its own)."""
+    access = logging.getLogger("tornado_kit.access")
+    others = [h for h in access.handlers if h is not handler]
+    for other in others:
+        access.removeHandler(other)
+    try:
+        yield
+    finally:
+        for other in others:
+            access.addHandler(other)
+
+
+async def _get(http_client: AsyncHTTPClient, url: str) -> None:
+    response = await http_client.fetch(url, headers={"X-Request-ID": "same-id"})
+    assert response.code == 200
+
+
+@pytest.fixture
+def traced_url() -> Iterator[str]:
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/t", Traced)]))
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}/t"
+    server.stop()
+
+
+def _stable(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    # What differs between two identical requests: the times.
+    skip = {"time", "duration_ms", "message"}
+    items = [(k, v) for k, v in record.items() if k not in skip]
+    return [(k, sorted(v) if k == "spans" else v) for k, v in items]
+
+
+async def test_direct_line_is_the_formatted_line(
+    http_client: AsyncHTTPClient, access_file: Any, traced_url: str
+) -> None:
+    access, path, handler = access_file
+    seen: list[logging.LogRecord] = []
+    with alone(handler):
+        assert _sole_file_handler(logging.INFO) is handler  # direct: no LogRecord
+        await _get(http_client, traced_url + "?access_token=secret&x=1")
+        access.addFilter(lambda record: seen.append(record) or True)
+        assert _sole_file_handler(logging.INFO) is None  # through logging
+        await _get(http_client, traced_url + "?access_token=secret&x=1")
+    assert len(seen) == 1
+    direct, formatted = lines_of(path)
+    assert _stable(direct) == _stable(formatted)  # same members, same order
+    assert direct["method"] == "GET"
+    assert direct["cache_hit"] is True
+    assert direct["path"] == "/t?access_token=REDACTED&x=1"
+    assert direct["message"].startswith("200 GET /t?access_token=REDACTED&x=1 ")
+    assert direct["message"].endswith("ms same-id")
+    assert direct["level"] == "INFO"
+    assert direct["logger"] == "tornado_kit.access"
+    assert direct["time"].endswith("Z")
+    assert set(direct["spans"]) == {"db"}
+
+
+async def test_filters_and_other_handlers_still_get_a_log_record(
+    http_client: AsyncHTTPClient, access_file: Any, traced_url: str
+) -> None:
+    access, path, handler = access_file
+
+    def rename(record: logging.LogRecord) -> bool:
+        record.access["user"] = "renamed"  # type: ignore[attr-defined]
+        return True
+
+    with alone(handler):
+        access.addFilter(rename)
+        await _get(http_client, traced_url)
+        access.removeFilter(rename)
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    collect = Collect()
+    with alone(handler):
+        access.addHandler(collect)
+        await _get(http_client, traced_url)
+    first, second = lines_of(path)
+    assert first["user"] == "renamed"
+    assert [r.access["status"] for r in collect.records] == [200]  # type: ignore[attr-defined]
+    assert second["status"] == 200
+
+
+async def test_a_value_json_cannot_encode_goes_through_the_formatter(
+    http_client: AsyncHTTPClient, access_file: Any, traced_url: str
+) -> None:
+    with alone(access_file[2]):
+        await _get(http_client, traced_url + "?opaque=1")
+    (record,) = lines_of(access_file[1])
+    assert record["opaque"] == "opaque-value"  # str(), as JSONLinesFormatter does
+    assert record["cache_hit"] is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "propagate",
+        "logger_filter",
+        "handler_filter",
+        "handler_level",
+        "formatter",
+        "subclass",
+        "second_handler",
+        "closed",
+        "record_factory",
+    ],
+)
+def test_anything_that_could_see_the_record_turns_the_direct_path_off(
+    access_file: Any, change: str, tmp_path: Path
+) -> None:
+    access, _path, handler = access_file
+    factory = logging.getLogRecordFactory()
+    with alone(handler):
+        assert _sole_file_handler(logging.INFO) is handler
+        _change(access, handler, change, tmp_path)
+        try:
+            assert _sole_file_handler(logging.INFO) is None
+            if change == "handler_level":  # a level the handler takes
+                assert _sole_file_handler(logging.WARNING) is handler
+        finally:
+            logging.setLogRecordFactory(factory)
+            for extra in access.handlers[:]:
+                if extra is not handler:
+                    access.removeHandler(extra)
+                    extra.close()
+
+
+def _change(
+    access: logging.Logger, handler: JSONLinesFileHandler, change: str, tmp_path: Path
+) -> None:
+    factory = logging.getLogRecordFactory()
+    if change == "propagate":
+        access.propagate = True
+    elif change == "logger_filter":
+        access.addFilter(lambda record: True)
+    elif change == "handler_filter":
+        handler.addFilter(lambda record: True)
+    elif change == "handler_level":
+        handler.setLevel(logging.WARNING)
+    elif change == "formatter":
+        handler.setFormatter(logging.Formatter())
+    elif change == "subclass":
+
+        class Mine(JSONLinesFileHandler):
+            pass
+
+        access.removeHandler(handler)
+        access.addHandler(Mine(tmp_path / "mine.jsonl"))
+    elif change == "second_handler":
+        access.addHandler(logging.NullHandler())
+    elif change == "closed":
+        handler.close()
+    elif change == "record_factory":
+        logging.setLogRecordFactory(lambda *args, **kwargs: factory(*args, **kwargs))
