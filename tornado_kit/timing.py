@@ -490,13 +490,6 @@ class JSONLinesFileHandler(logging.Handler):
     writes and flushes every record instead: per request, that is a system
     call and most of the cost of the file access log.
 
-    When this handler (the class itself, with a :class:`JSONLinesFormatter`
-    and no filters) is the only one of the ``tornado_kit.access`` logger,
-    which has no filters and ``propagate = False``, :class:`TimingMixin`
-    hands it the access record's JSON line directly, without a LogRecord:
-    the same line, at a fraction of the cost. Anything that could see the
-    LogRecord (a filter, a second handler) turns this off.
-
     ::
 
         import logging
