@@ -370,15 +370,17 @@ class TimingMixin(RequestHandler):
         if extra:
             # Core fields first and winning: an extra field cannot overwrite them.
             record = {**record, **extra, **record}
-        args = (status, request.method, path, duration_ms, request_id)
-        file_handler = _sole_file_handler(level)
-        if file_handler is not None and file_handler._write_access(level, args, record):
-            return
         # makeRecord + handle instead of log(): the caller's file and line are
         # meaningless for an access record, and finding them (walking the
         # stack) is a measurable part of the per-request cost.
         log_record = access_log.makeRecord(
-            access_log.name, level, "(access)", 0, _ACCESS_MESSAGE, args, None
+            access_log.name,
+            level,
+            "(access)",
+            0,
+            "%d %s %s %.2fms %s",
+            (status, request.method, path, duration_ms, request_id),
+            None,
         )
         # What extra={"access": record} would do, without its per-key checks
         # ("access" is not a LogRecord attribute).
@@ -401,8 +403,6 @@ class TimingMixin(RequestHandler):
 # ---------------------------------------------------------------------------
 # JSON-lines logging
 # ---------------------------------------------------------------------------
-
-_ACCESS_MESSAGE = "%d %s %s %.2fms %s"
 
 # Attributes every LogRecord has; anything else came from ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
@@ -440,16 +440,14 @@ class JSONLinesFormatter(logging.Formatter):
 
     _stamp: tuple[int, str] = (-1, "")
 
-    def _time(self, second: int, msecs: int) -> str:
+    def format(self, record: logging.LogRecord) -> str:
+        """Return *record* as a single line of JSON."""
+        second = int(record.created)
         stamp = self._stamp
         if stamp[0] != second:  # one strftime per second, not per record
             stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        return f"{stamp[1]}.{msecs:03d}Z"
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return *record* as a single line of JSON."""
         data: dict[str, Any] = {
-            "time": self._time(int(record.created), int(record.msecs)),
+            "time": f"{stamp[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -567,57 +565,19 @@ class JSONLinesFileHandler(logging.Handler):
                 with open(self.baseFilename, "ab") as file:
                     file.write(line)
                 return
-            self._buffer_line(line, record.levelno)
+            buffer = self._buffer
+            buffer.append(line)
+            self._size += len(line)
+            if (
+                self._size >= self.buffer_size
+                or record.levelno >= self.flush_level
+                or self.flush_interval == 0
+            ):
+                self._write()
+            elif len(buffer) == 1:
+                self._wake_flusher()
         except Exception:
             self.handleError(record)
-
-    def _write_access(self, level: int, args: tuple[Any, ...], access: dict[str, Any]) -> bool:
-        """Buffer TimingMixin's access record without making a LogRecord.
-
-        Called only when :func:`_sole_file_handler` found that no filter or
-        other handler could see the record. Writes exactly the line
-        :meth:`emit` would write for the LogRecord and returns True; returns
-        False (make and log the LogRecord) when the line cannot be rendered
-        here: a value JSON cannot encode, which the formatter writes with
-        ``str()``, or text UTF-8 cannot encode, which :meth:`emit` escapes.
-        """
-        ns = time.time_ns()  # as LogRecord.created and msecs are computed
-        formatter: JSONLinesFormatter = self.formatter  # type: ignore[assignment]
-        head = {
-            "time": formatter._time(ns // 1_000_000_000, ns % 1_000_000_000 // 1_000_000),
-            "level": logging.getLevelName(level),
-            "logger": access_log.name,
-            "message": _ACCESS_MESSAGE % args,
-        }
-        try:
-            # The standard members first and winning, as in format().
-            line = _json.dumps({**head, **access, **head}) + b"\n"
-        except (TypeError, ValueError):
-            return False
-        self.acquire()
-        try:
-            if self._file is None:  # closed meanwhile: emit() appends at once
-                return False
-            try:
-                self._buffer_line(line, level)
-            except Exception:
-                self.handleError(
-                    access_log.makeRecord(
-                        access_log.name, level, "(access)", 0, _ACCESS_MESSAGE, args, None
-                    )
-                )
-        finally:
-            self.release()
-        return True
-
-    def _buffer_line(self, line: bytes, level: int) -> None:
-        buffer = self._buffer
-        buffer.append(line)
-        self._size += len(line)
-        if self._size >= self.buffer_size or level >= self.flush_level or self.flush_interval == 0:
-            self._write()
-        elif len(buffer) == 1:
-            self._wake_flusher()
 
     def flush(self) -> None:
         """Write the buffered records now."""
@@ -695,38 +655,6 @@ class JSONLinesFileHandler(logging.Handler):
                 if logging.raiseExceptions:
                     sys.stderr.write("--- tornado-kit: could not write buffered log records\n")
                     traceback.print_exc(file=sys.stderr)
-
-
-def _sole_file_handler(level: int) -> JSONLinesFileHandler | None:
-    """The handler an access record at *level* can be written to directly.
-
-    That is, without making a LogRecord and passing it through ``logging``,
-    when nothing but the line could show the difference: the
-    ``tornado_kit.access`` logger (a plain ``logging.Logger``, not disabled,
-    ``propagate = False``) has no filters and exactly one handler, a
-    :class:`JSONLinesFileHandler` itself (not a subclass) with no filters,
-    a level at or below *level*, a :class:`JSONLinesFormatter` itself and
-    an open file, and the LogRecord factory is ``logging.LogRecord`` (a
-    custom factory may add attributes the formatter would write). ``None``
-    otherwise: the record goes through ``logging`` as usual.
-    """
-    logger = access_log
-    if logger.propagate or logger.filters or logger.disabled or type(logger) is not logging.Logger:
-        return None
-    handlers = logger.handlers
-    if len(handlers) != 1:
-        return None
-    handler = handlers[0]
-    if (
-        type(handler) is not JSONLinesFileHandler
-        or handler.filters
-        or level < handler.level
-        or type(handler.formatter) is not JSONLinesFormatter
-        or handler._file is None
-        or logging.getLogRecordFactory() is not logging.LogRecord
-    ):
-        return None
-    return handler
 
 
 def _forked_in_child(ref: weakref.ReferenceType[JSONLinesFileHandler]) -> None:
