@@ -8,7 +8,6 @@ import inspect
 import itertools
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler, websocket_connect
 
-from tests._servers import free_port, wait_for_port
+from tests._example_process import ExampleProcess
 from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import (
     JSONErrorMixin,
@@ -1249,21 +1248,11 @@ EXAMPLE_SECRET = "example-secret-for-the-test-run"
 
 @pytest.fixture
 def example_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "01_token_auth.py"), "--port", str(port)],
-        env={**os.environ, "TOKEN_SECRET": EXAMPLE_SECRET},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=30)
-    assert b"Traceback" not in stderr, stderr.decode()
-    assert b"reader-query-secret" not in stderr
+    env = {"TOKEN_SECRET": EXAMPLE_SECRET}
+    with ExampleProcess("01_token_auth.py", env=env, capture=True) as example:
+        yield example.url
+    assert b"Traceback" not in example.stderr, example.stderr.decode()
+    assert b"reader-query-secret" not in example.stderr
 
 
 async def test_example_01_runs_on_its_own(example_url, http_client):

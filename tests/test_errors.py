@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from tornado.web import Application, HTTPError, RequestHandler
 
+from tests._example_process import ExampleProcess
 from tests._threaded_server import ThreadedServer
 from tornado_kit import (
     APIError,
@@ -637,28 +638,10 @@ def test_chunked_body_over_limit_is_413(threaded: ThreadedServer) -> None:
 
 @pytest.fixture
 def example_02() -> Iterator[str]:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests._servers import free_port, wait_for_port
-
-    root = Path(__file__).resolve().parents[1]
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "examples" / "02_json_errors.py"), "--port", str(port)],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=30)
+    with ExampleProcess("02_json_errors.py", capture=True) as example:
+        yield example.url
     # the 500's exception is logged by the server, never sent to the client
-    assert b"hunter2" in stderr
+    assert b"hunter2" in example.stderr
 
 
 async def test_example_02_runs_on_its_own(example_02: str, http_client: AsyncHTTPClient) -> None:

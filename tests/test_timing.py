@@ -18,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from tests._example_process import ExampleProcess
 from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import APIError, JSONErrorMixin, NotFoundHandler, TimingMixin
 from tornado_kit._access import add_access_field
@@ -587,46 +588,15 @@ async def test_json_lines_access_log_end_to_end(
 # -- the runnable example ---------------------------------------------------------------
 
 
-class Example:
-    def __init__(self, proc: Any, url: str) -> None:
-        self.proc = proc
-        self.url = url
-        self.stdout = b""
-        self.stderr = b""
-
-    def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            self.stdout, self.stderr = self.proc.communicate(timeout=30)
-
-
 @pytest.fixture
-def example_03() -> Iterator[Example]:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests._servers import free_port, wait_for_port
-
-    root = Path(__file__).resolve().parents[1]
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "examples" / "03_timing.py"), "--port", str(port)],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    example = Example(proc, f"http://127.0.0.1:{port}")
-    try:
-        wait_for_port(port, timeout=30)
+def example_03() -> Iterator[ExampleProcess]:
+    with ExampleProcess("03_timing.py", capture=True) as example:
         yield example
-    finally:
-        example.stop()
     assert b"Traceback" not in example.stderr, example.stderr.decode()
 
 
 async def test_example_03_runs_on_its_own(
-    example_03: Example, http_client: AsyncHTTPClient
+    example_03: ExampleProcess, http_client: AsyncHTTPClient
 ) -> None:
     url = example_03.url
     response = await fetch(
