@@ -202,6 +202,21 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
+def _run_script(script: str, marker_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c script`` from the repo root to its end; markers go to *marker_dir*."""
+    env = dict(os.environ)
+    if marker_dir is not None:
+        env["SERVE_TEST_DIR"] = str(marker_dir)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -437,14 +452,7 @@ def test_worker_whose_supervisor_is_gone_stops_by_itself(tmp_path: Path) -> None
         "worker = _Worker(make_app, {}, 5.0, 'asyncio');"
         f"sys.exit(worker.run(None, parent_pid=2**22 + 7, bind=({port}, '127.0.0.1')))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_script(script, tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"supervisor {2**22 + 7} is gone: shutting down" in result.stderr
     assert _lines(tmp_path / "released")  # and it ran the shutdown hooks
@@ -456,14 +464,7 @@ def test_crash_loop_is_rate_limited(tmp_path: Path) -> None:
         "logging.basicConfig(level=logging.INFO);"
         f"serve(crashing_app, port={free_port()}, address='127.0.0.1', processes=2, max_restarts=2)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "SERVE_TEST_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_script(script, tmp_path)
     assert result.returncode == 1, result.stderr
     assert "giving up" in result.stderr
     # two workers plus at most two restarts, not a restart storm
@@ -791,9 +792,7 @@ def test_cli_without_uvloop_reports_the_extra_to_install() -> None:
         "import sys; sys.modules['uvloop'] = None; from tornado_kit.__main__ import main;"
         "sys.exit(main(['serve', 'tests._serve_app:make_app', '--port', '0', '--loop', 'uvloop']))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = _run_script(script)
     assert result.returncode == 1
     assert "error: loop='uvloop' needs uvloop: pip install 'tornado-kit[fast]'" in result.stderr
     assert "Traceback" not in result.stderr
