@@ -16,6 +16,12 @@ Routes (see ``docs/reference-app.md``)::
     GET  /healthz, /metrics     liveness, Prometheus text
 
 Only the public ``tornado_kit`` API is used, so this file doubles as a template.
+
+Request bodies are bounded per route (``bodies.py``): the server's
+``max_body_size`` is the JSON limit (:func:`server_options`), every JSON route
+streams its body and refuses a ``Content-Length`` over ``Config.max_json_bytes``
+with 413 before reading it, and the image route raises its own request's
+limit to ``Config.max_image_bytes``.
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from tornado.httpclient import HTTPRequest
-from tornado.web import Application, RequestHandler, StaticFileHandler, stream_request_body
+from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler
 
+from examples.reference_app.bodies import BoundedBodyMixin
 from examples.reference_app.images import NotAnImage, make_thumbnail
+from examples.reference_app.static import IndexPage, StaticFiles
 from examples.reference_app.store import Conflict, Page, Store
 from tornado_kit import (
     AllowedOriginsMixin,
@@ -69,6 +77,9 @@ FEED_TOPIC = "feed"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,31}")
 _ROOM_RE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+# An optional minus, then ASCII digits (int() would also take "+1", " 1",
+# "1_000" and other scripts' digits, and raise for more than 4,300 digits).
+_DECIMAL_RE = re.compile(r"-?0*([0-9]{1,19})")
 _MAX_SQLITE_INT = 2**63 - 1
 MAX_CHAT_TEXT = 2000
 MAX_ITEM_LENGTH = 100
@@ -87,11 +98,16 @@ class Config:
     #: HMAC secret of the demo tokens; every process behind one load balancer needs the same.
     secret: str = ""
     token_max_age: float = 24 * 3600
-    #: Base URL the aggregator uses to reach this service (default: the request's own host).
+    #: Base URL the aggregator uses to reach this service, e.g. ``http://127.0.0.1:8888``
+    #: (``__main__`` sets it from ``--address`` / ``--port``). Never taken from a
+    #: request: with neither it nor ``users_url`` / ``orders_url`` the aggregator
+    #: answers 503.
     self_url: str | None = None
     users_url: str | None = None
     orders_url: str | None = None
     aggregate_timeout: float = 5.0
+    #: Largest JSON request body, in bytes (413 above); also the server's ``max_body_size``.
+    max_json_bytes: int = 1024 * 1024
     #: Largest accepted image upload, in bytes (413 above).
     max_image_bytes: int = 5 * 1024 * 1024
     thumbnail_size: int = 128
@@ -137,6 +153,20 @@ async def append_feed(
 async def _maybe_await(value: Any) -> None:
     if isinstance(value, Awaitable):
         await value
+
+
+def parse_decimal(raw: str) -> int | None:
+    """*raw* as an integer if it is ``-?[0-9]+`` with at most 19 significant digits, else None.
+
+    Every integer the app takes from a client (path ids, query parameters)
+    goes through here, never through a bare ``int()``: 19 digits cover
+    SQLite's 64-bit integers, and nothing longer is converted.
+    """
+    match = _DECIMAL_RE.fullmatch(raw)
+    if match is None:
+        return None
+    value = int(match.group(1))
+    return -value if raw.startswith("-") else value
 
 
 def _valid_name(value: Any, field_name: str = "name") -> str:
@@ -208,8 +238,18 @@ class ServedByMixin(RequestHandler):
             self.set_header("X-Served-By", name)
 
 
-class BaseHandler(JSONBodyMixin, JSONErrorMixin, TimingMixin, ServedByMixin, RequestHandler):
-    """JSON bodies and errors, timing and the access log for every HTTP route."""
+class BaseHandler(
+    BoundedBodyMixin, JSONBodyMixin, JSONErrorMixin, TimingMixin, ServedByMixin, RequestHandler
+):
+    """JSON bodies and errors, timing and the access log for every HTTP route.
+
+    Bodies are streamed and bounded by ``max_json_bytes`` (see ``bodies.py``).
+    """
+
+    def get_json_body(self, *, require_object: bool = True) -> Any:
+        """The streamed body decoded as JSON (see ``JSONBodyMixin.get_json_body``)."""
+        self.request.body = self.request_body()
+        return super().get_json_body(require_object=require_object)
 
     @property
     def store(self) -> Store:
@@ -225,10 +265,9 @@ class BaseHandler(JSONBodyMixin, JSONErrorMixin, TimingMixin, ServedByMixin, Req
         raw = self.get_query_argument(name, None)
         if raw is None:
             return default
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise APIError(400, f"{name} must be an integer", parameter=name) from None
+        value = parse_decimal(raw)
+        if value is None:
+            raise APIError(400, f"{name} must be an integer", parameter=name)
         if not low <= value <= high:
             raise APIError(400, f"{name} must be between {low} and {high}", parameter=name)
         return value
@@ -255,10 +294,10 @@ class APIHandler(TokenAuthMixin, BaseHandler):
         return _valid_name(body.get("name")), _valid_email(body.get("email"))
 
     def user_id_from_path(self, raw: str) -> int:
-        # The route only matches digits, but a 30-digit id overflows SQLite's integers.
-        value = int(raw)
-        if value > _MAX_SQLITE_INT:
-            raise APIError(404, f"no user with id {raw}")
+        """The id of ``/api/users/<id>``; 404 beyond SQLite's integers."""
+        value = parse_decimal(raw)
+        if value is None or not 0 < value <= _MAX_SQLITE_INT:
+            raise APIError(404, "no user with that id")
         return value
 
 
@@ -379,14 +418,21 @@ class AggregateHandler(APIHandler):
     Each upstream's outcome is reported; a failed upstream gives ``null`` data
     and ``"partial": true``, never a failed response. Only when every upstream
     failed is the answer a 502.
+
+    The upstream URLs come from the configuration only: ``users_url`` and
+    ``orders_url``, else ``self_url`` + the route (``__main__`` sets
+    ``self_url`` from the address and port it binds). They are never built
+    from the request's ``Host`` header: that would let a client send the
+    caller's bearer token to any host it names (server-side request
+    forgery). An app built without them (``make_app(Config())``) cannot know
+    where it listens, so this route answers 503 with a problem document
+    saying what to configure, and ``make_app`` logs the same once.
     """
 
     async def get(self) -> None:
-        base = self.settings["self_url"] or f"{self.request.protocol}://{self.request.host}"
-        urls = {
-            "users": self.settings["users_url"] or f"{base}/api/users?limit=10",
-            "orders": self.settings["orders_url"] or f"{base}/api/orders?limit=10",
-        }
+        urls = upstream_urls(self.settings)
+        if urls is None:
+            raise APIError(503, _AGGREGATE_UNCONFIGURED)
         token = self._forwarded_token()
         headers = {"Authorization": f"Bearer {token}", "X-Request-ID": self.request_id}
         timeout = self.settings["aggregate_timeout"]
@@ -419,47 +465,28 @@ class AggregateHandler(APIHandler):
         return self.get_query_argument("access_token", "") or ""
 
 
-@stream_request_body
 class ImageHandler(TokenAuthMixin, ExecutorMixin, BaseHandler):
     """``POST /api/images``: raw image body -> PNG thumbnail made in the process pool.
 
-    The body is streamed: a ``Content-Length`` over the limit is refused with 413
-    before the body is read, and a chunked body that grows past it is counted,
-    not stored, then refused.
+    The body limit is ``max_image_bytes``, above the server's ``max_body_size``:
+    :class:`~examples.reference_app.bodies.BoundedBodyMixin` raises this
+    request's limit on its connection, and refuses a ``Content-Length`` over
+    it with 413 before the body is read.
     """
 
-    _chunks: list[bytes]
-    _received: int
+    body_limit_setting = "max_image_bytes"
 
     async def prepare(self) -> None:
-        self._chunks = []
-        self._received = 0
         await _maybe_await(super().prepare())
-        if self._finished:
-            return
-        limit = self.settings["max_image_bytes"]
         content_type = self.request.headers.get("Content-Type", "")
         if not content_type.lower().startswith("image/"):
             raise APIError(415, "send the raw image bytes with an image/* Content-Type")
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise APIError(413, f"images are limited to {limit} bytes", limit=limit)
-
-    def data_received(self, chunk: bytes) -> None:
-        self._received += len(chunk)
-        if self._received <= self.settings["max_image_bytes"]:
-            self._chunks.append(chunk)
-        else:
-            self._chunks.clear()
 
     async def post(self) -> None:
-        limit = self.settings["max_image_bytes"]
-        if self._received > limit:
-            raise APIError(413, f"images are limited to {limit} bytes", limit=limit)
-        if self._received == 0:
+        data = self.request_body()
+        self.discard_body()
+        if not data:
             raise APIError(415, "the body is empty, not an image")
-        data = b"".join(self._chunks)
-        self._chunks = []
         try:
             with self.timed("thumbnail"):
                 thumb = await self.run_in_executor(
@@ -584,14 +611,31 @@ class NotFound(TimingMixin, ServedByMixin, NotFoundHandler):
     """404 problem+json for unmatched routes, with a request id and an access record."""
 
 
-class IndexHandler(StaticFileHandler):
-    """``GET /``: the single page, never cached (it is tiny and changes with the app)."""
-
-    def set_extra_headers(self, path: str) -> None:
-        self.set_header("Cache-Control", "no-cache")
-
-
 # -- factory ------------------------------------------------------------
+
+_AGGREGATE_UNCONFIGURED = (
+    "the aggregator does not know where its upstreams are: set Config.self_url"
+    " (the URL this server listens on) or Config.users_url and Config.orders_url"
+)
+
+
+def upstream_urls(settings: dict[str, Any]) -> dict[str, str] | None:
+    """The aggregator's upstream URLs, from configuration only; ``None`` when incomplete."""
+    base = settings["self_url"]
+    users = settings["users_url"] or (base and f"{base}/api/users?limit=10")
+    orders = settings["orders_url"] or (base and f"{base}/api/orders?limit=10")
+    if not (users and orders):
+        return None
+    return {"users": users, "orders": orders}
+
+
+def server_options(config: Config) -> dict[str, Any]:
+    """``HTTPServer`` options for an app built from *config* (``serve(http_server_options=)``).
+
+    ``max_body_size`` is the JSON limit: no request buffers more, routed or
+    not; the image route raises its own request's limit (see ``bodies.py``).
+    """
+    return {"max_body_size": config.max_json_bytes}
 
 
 def make_app(config: Config | None = None) -> Application:
@@ -624,12 +668,15 @@ def make_app(config: Config | None = None) -> Application:
         "metrics": PrometheusMetrics(),
         "default_handler_class": NotFound,
         "static_path": str(STATIC_DIR),
+        "static_handler_class": StaticFiles,
         "store": store,
         "event_log": event_log,
         "self_url": config.self_url,
         "users_url": config.users_url,
         "orders_url": config.orders_url,
         "aggregate_timeout": config.aggregate_timeout,
+        "max_json_bytes": config.max_json_bytes,
+        "json_body_max_bytes": config.max_json_bytes,
         "max_image_bytes": config.max_image_bytes,
         "thumbnail_size": config.thumbnail_size,
         "instance_name": config.instance_name,
@@ -642,9 +689,11 @@ def make_app(config: Config | None = None) -> Application:
         if value is not None:
             settings[key] = value
     settings.update(config.extra_settings)
+    if upstream_urls(settings) is None:
+        log.warning("/api/aggregate will answer 503: %s", _AGGREGATE_UNCONFIGURED)
 
     routes: list[Any] = [
-        (r"/()", IndexHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+        (r"/()", IndexPage, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/api/token", TokenHandler),
         (r"/api/users", UsersHandler),
         (r"/api/users/(\d+)", UserHandler),
@@ -670,4 +719,4 @@ async def close_app(app: Application) -> None:
     app.settings["store"].close()
 
 
-__all__ = ["Config", "close_app", "make_app"]
+__all__ = ["Config", "close_app", "make_app", "server_options"]
