@@ -78,11 +78,16 @@ class BoundedBodyMixin(RequestHandler):
     def prepare(self) -> Awaitable[None] | None:
         """Set this request's limit and refuse an oversized ``Content-Length`` (413)."""
         limit = self.body_limit
+        declared = declared_length(self.request.headers.get("Content-Length"))
+        refused = declared is not None and declared > limit
         connection = self.request.connection
         if isinstance(connection, HTTP1Connection):
-            connection.set_max_body_size(limit)
-        declared = declared_length(self.request.headers.get("Content-Length"))
-        if declared is not None and declared > limit:
+            # When refused, the connection closes as soon as the 413 is written
+            # (the app finished before the body was read); allowing the declared
+            # length meanwhile keeps Tornado from also reporting the body as a
+            # "Malformed HTTP message" and writing a stray 400 after the 413.
+            connection.set_max_body_size(declared if refused and declared else limit)
+        if refused:
             raise body_too_large(limit)
         self._chunks = []
         return super().prepare()
