@@ -9,21 +9,43 @@ binary is absent; ``.ci/run`` installs them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from tornado.web import Application
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Application, **server_options: Any) -> AsyncIterator[str]:
+    """Serve *app* with a real ``HTTPServer(app, **server_options)`` on a free port.
+
+    Yields ``"http://127.0.0.1:PORT"``; on exit the server stops and its
+    connections are closed.
+    """
+    sock, port = bind_unused_port()
+    server = HTTPServer(app, **server_options)
+    server.add_sockets([sock])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        await server.close_all_connections()
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:

@@ -17,10 +17,8 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 from tornado.websocket import WebSocketClientConnection
 
-from tests._refapp import SECRET, png_bytes
+from tests._refapp import png_bytes, start_reference_app
 from tests._servers import find_binary, free_port, stop_process, wait_for_port
 from tornado_kit.testing import parse_sse, read_sse, ws_connect
 
@@ -75,20 +73,6 @@ class Deployment:
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")
-
-
-def start_reference_app(port: int, log_path: Path, *options: str) -> subprocess.Popen[bytes]:
-    """``python -m examples.reference_app`` on 127.0.0.1:*port*; its output goes to *log_path*."""
-    argv = [sys.executable, "-m", "examples.reference_app", "--port", str(port)]
-    env = dict(os.environ, REFERENCE_APP_SECRET=SECRET)
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [*argv, "--address", "127.0.0.1", *options],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def start_backend(

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
+from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
-from examples.reference_app import Config, close_app, make_app
-from tests._refapp import MAX_IMAGE, SECRET, app_config, png_bytes, serving
+from examples.reference_app import Config, close_app, make_app, server_options
+from tests._refapp import MAX_IMAGE, SECRET, app_config, png_bytes, serving, threaded_refapp
 from tests._servers import free_port
-from tests._threaded_server import ThreadedServer
 
 
 @pytest.fixture
@@ -43,6 +43,12 @@ async def app(config: Config) -> AsyncIterator[Application]:
         yield application
     finally:
         await close_app(application)
+
+
+@pytest.fixture
+def http_server_options(config: Config) -> dict[str, Any]:
+    """The plugin's server gets the options ``__main__`` passes to ``serve()``."""
+    return server_options(config)
 
 
 class Client:
@@ -105,7 +111,9 @@ def problem(response: HTTPResponse, status: int) -> dict[str, Any]:
 
 
 @pytest_asyncio.fixture
-async def client(http_client: AsyncHTTPClient, base_url: str) -> Client:
+async def client(app: Application, http_client: AsyncHTTPClient, base_url: str) -> Client:
+    # The aggregator's upstreams: this server, as __main__ configures it from its port.
+    app.settings["self_url"] = base_url
     c = Client(http_client, base_url)
     await c.sign_in("alice")
     return c
@@ -458,20 +466,25 @@ async def test_image_thumbnail(client: Client) -> None:
     assert "thumbnail" in response.headers["Server-Timing"]
 
 
-async def test_image_streamed_in_chunks(client: Client) -> None:
-    data = png_bytes(64, 64)
+async def upload_chunked(client: Client, chunks: list[bytes]) -> HTTPResponse:
+    """``POST /api/images`` with a chunked body (no ``Content-Length``)."""
 
     async def producer(write: Callable[[bytes], Awaitable[None]]) -> None:
-        for i in range(0, len(data), 100):
-            await write(data[i : i + 100])
+        for chunk in chunks:
+            await write(chunk)
 
-    response = await client.http.fetch(
+    return await client.http.fetch(
         client.base_url + "/api/images",
         method="POST",
         body_producer=producer,
         headers={"Authorization": f"Bearer {client.token}", "Content-Type": "image/png"},
         raise_error=False,
     )
+
+
+async def test_image_streamed_in_chunks(client: Client) -> None:
+    data = png_bytes(64, 64)
+    response = await upload_chunked(client, [data[i : i + 100] for i in range(0, len(data), 100)])
     assert response.code == 200, response.body
     assert json.loads(response.body)["size"] == len(data)
 
@@ -482,22 +495,20 @@ async def test_image_over_the_limit_is_413(client: Client) -> None:
         await client.call("POST", "/api/images", raw=data, headers={"Content-Type": "image/png"}),
         413,
     )
-    assert body["limit"] == MAX_IMAGE
+    assert body["max_bytes"] == MAX_IMAGE
 
 
-async def test_image_over_the_limit_without_content_length_is_413(client: Client) -> None:
-    async def producer(write: Callable[[bytes], Awaitable[None]]) -> None:
-        for _ in range(MAX_IMAGE // 8192 + 2):
-            await write(b"\0" * 8192)
-
-    response = await client.http.fetch(
-        client.base_url + "/api/images",
-        method="POST",
-        body_producer=producer,
-        headers={"Authorization": f"Bearer {client.token}", "Content-Type": "image/png"},
-        raise_error=False,
-    )
-    problem(response, 413)
+async def test_image_over_the_limit_without_content_length_is_cut_off(client: Client) -> None:
+    # A chunked body has no length to refuse up front: Tornado closes the
+    # connection (after a bare 400) when it passes the route's limit, having
+    # buffered no more than the limit. The server goes on serving.
+    try:
+        response = await upload_chunked(client, [b"\0" * 8192] * (MAX_IMAGE // 8192 + 2))
+    except (OSError, HTTPClientError, StreamClosedError):
+        pass  # the connection was closed while the client was still sending
+    else:
+        assert response.code == 400, response.body
+    assert (await client.call("GET", "/healthz")).code == 200
 
 
 @pytest.mark.parametrize(
@@ -853,20 +864,8 @@ chat_frames = st.one_of(
 @pytest.fixture(scope="module")
 def threaded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The app served from a background thread: hypothesis examples are sync."""
-    app = make_app(app_config(tmp_path_factory.mktemp("chat")))
-    try:
-        with ThreadedServer(app) as server:
-            url = f"http://127.0.0.1:{server.port}"
-            response = server.request(
-                "POST",
-                "/api/token",
-                body=b'{"name": "hypo"}',
-                headers={"Content-Type": "application/json"},
-            )
-            assert response.status == 201, response.body
-            yield url, json.loads(response.body)["token"]
-    finally:
-        asyncio.run(close_app(app))
+    with threaded_refapp(tmp_path_factory.mktemp("chat")) as (server, token):
+        yield f"http://127.0.0.1:{server.port}", token
 
 
 @settings(max_examples=60, deadline=None)

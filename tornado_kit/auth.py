@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import datetime
 import functools
 import hashlib
 import hmac
@@ -37,6 +38,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from tornado.web import RequestHandler
 
 from tornado_kit import _json
+from tornado_kit._checks import (
+    argument,
+    check_instance,
+    check_number,
+    check_str_sequence,
+    setting,
+    wrong_kind,
+)
 from tornado_kit._lifecycle import state_for
 from tornado_kit._redact import redact_query_string
 from tornado_kit._settings import resolve
@@ -472,7 +481,11 @@ class TokenAuthMixin(APIErrorHeadersMixin):
         return query_token
 
     def _call_verifier(self, token: str) -> Any:
-        """The ``token_verifier``'s answer: a user, ``None``, or an awaitable of one."""
+        """The ``token_verifier``'s answer: a user, ``None``, or an awaitable of one.
+
+        :raises TypeError: when the verifier is neither callable nor has a
+            callable ``verify`` (a 500 for the client, logged by Tornado).
+        """
         verifier: Any = resolve(self, "token_verifier", cast("Any", None))
         if verifier is None:
             state = state_for(self.application)
@@ -480,7 +493,16 @@ class TokenAuthMixin(APIErrorHeadersMixin):
                 state.resources[_WARNED_KEY] = True
                 log.warning("tornado-kit: no token_verifier is configured, every token is rejected")
             return None
-        return getattr(verifier, "verify", verifier)(token)
+        verify = getattr(verifier, "verify", None)
+        if not callable(verify):
+            verify = verifier
+        if not callable(verify) or isinstance(verifier, type):
+            raise wrong_kind(
+                setting("token_verifier"),
+                "a callable token -> user or an object with a callable verify(token)",
+                verifier,
+            )
+        return verify(token)
 
     def _authenticate(self) -> Awaitable[None] | None:
         """Check the request; return an awaitable when the check must wait.
@@ -568,6 +590,7 @@ class StaticTokenVerifier:
         app = Application(routes, token_verifier=verifier)
 
     :param tokens: maps each token to its user (a mapping of claims).
+    :raises TypeError: when *tokens* is not a mapping of ``str`` to mappings.
     :raises ValueError: for an empty token.
 
     .. versionadded:: 0.1
@@ -576,9 +599,13 @@ class StaticTokenVerifier:
     def __init__(self, tokens: Mapping[str, User]) -> None:
         # The keyed state is set up once; each MAC starts from a copy of it.
         self._keyed = hashlib.blake2b(key=os.urandom(32), digest_size=32)
+        what = argument("StaticTokenVerifier", "tokens")
+        check_instance(tokens, Mapping, what, "a mapping of token (str) to user (a mapping)")
         users: dict[bytes, User] = {}
         for token, user in tokens.items():
-            if not isinstance(token, str) or not token:
+            check_instance(token, str, f"each token of {what}", "a str")
+            check_instance(user, Mapping, f"each user of {what}", "a mapping of claims")
+            if not token:
                 raise ValueError("StaticTokenVerifier tokens must be non-empty strings")
             users[self._mac(token)] = user
         self._users = users
@@ -631,6 +658,9 @@ class SignedTokenVerifier:
     :param max_age: lifetime of issued tokens in seconds; a token older than
         this is rejected even if it was issued with a later ``exp``.
     :param clock: returns the current time in seconds (for tests).
+    :raises TypeError: for a *secret* that is not ``str`` or ``bytes``, a
+        *max_age* that is not a number or a *clock* that is not callable.
+    :raises ValueError: for a secret under 16 bytes or a *max_age* not above 0.
 
     .. versionadded:: 0.1
     """
@@ -646,13 +676,15 @@ class SignedTokenVerifier:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        arg = functools.partial(argument, "SignedTokenVerifier")
+        check_instance(secret, (str, bytes, bytearray), arg("secret"), "a str or bytes")
         key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
         if len(key) < 16:
             raise ValueError("SignedTokenVerifier secret must be at least 16 bytes")
-        if not _is_number(max_age) or max_age <= 0:
-            raise ValueError("max_age must be a positive number of seconds")
+        self.max_age = check_number(max_age, arg("max_age"), positive=True)
+        if not callable(clock):
+            raise wrong_kind(arg("clock"), "a callable returning seconds", clock)
         self._key = key
-        self.max_age = float(max_age)
         self._clock = clock
 
     def _sign(self, signing_input: str) -> str:
@@ -735,9 +767,14 @@ class JWTVerifier:
     :param audience: expected ``aud`` (a string or several); when set, a
         token without a matching ``aud`` is rejected.
     :param issuer: expected ``iss``.
-    :param leeway: seconds of clock skew tolerated for ``exp``/``nbf``/``iat``.
+    :param leeway: clock skew tolerated for ``exp``/``nbf``/``iat`` (seconds or a timedelta).
     :param require: claims that must be present (default ``("exp",)``).
     :raises ImportError: when PyJWT is not installed.
+    :raises TypeError: for an argument of the wrong kind, including a *key*
+        that no algorithm of *algorithms* can use (an ``int``, ``None``...).
+    :raises ValueError: for an empty *algorithms*, ``"none"``, an algorithm
+        PyJWT does not offer here (RSA and EC ones need ``cryptography``)
+        or a key the algorithm refuses (a PEM public key as an HMAC secret).
 
     .. versionadded:: 0.1
     """
@@ -749,24 +786,32 @@ class JWTVerifier:
         algorithms: Sequence[str],
         audience: str | Sequence[str] | None = None,
         issuer: str | None = None,
-        leeway: float = 0,
+        leeway: float | datetime.timedelta = 0,
         require: Sequence[str] = ("exp",),
     ) -> None:
         try:
             import jwt
         except ImportError as exc:  # pragma: no cover - the dev environment has PyJWT
             raise ImportError("JWTVerifier needs PyJWT: pip install 'tornado-kit[jwt]'") from exc
-        if isinstance(algorithms, str) or not algorithms:
+        arg = functools.partial(argument, "JWTVerifier")
+        self.algorithms = check_str_sequence(algorithms, arg("algorithms"))
+        if not self.algorithms:
             raise ValueError("algorithms must be a non-empty list, e.g. ['RS256']")
-        if any(alg.lower() == "none" for alg in algorithms):
+        if any(alg.lower() == "none" for alg in self.algorithms):
             raise ValueError("the 'none' algorithm accepts unsigned tokens and is refused")
+        _check_jwt_key(jwt, key, self.algorithms, arg("key"))
+        if audience is not None and not isinstance(audience, str):
+            check_str_sequence(audience, arg("audience"))
+        if issuer is not None:
+            check_instance(issuer, str, arg("issuer"), "a str")
+        if not isinstance(leeway, datetime.timedelta):
+            check_number(leeway, arg("leeway"))
         self._jwt = jwt
         self._key = key
-        self.algorithms = list(algorithms)
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
-        self.require = list(require)
+        self.require = check_str_sequence(require, arg("require"))
 
     def verify(self, token: str) -> User | None:
         """Return the claims of a valid *token*, else ``None``."""
@@ -789,3 +834,25 @@ class JWTVerifier:
 
     def __repr__(self) -> str:
         return f"JWTVerifier(algorithms={self.algorithms!r})"
+
+
+def _check_jwt_key(jwt: Any, key: Any, algorithms: list[str], what: str) -> None:
+    """Have PyJWT prepare *key* for every algorithm, so a wrong key fails now, not per token."""
+    if isinstance(key, jwt.PyJWK):
+        return  # PyJWT takes the algorithm and key from the JWK itself
+    for name in algorithms:
+        try:
+            algorithm = jwt.api_jws.get_algorithm_by_name(name)
+        except NotImplementedError:
+            raise ValueError(
+                f"JWTVerifier() argument 'algorithms': {name!r} is not available"
+                " (RSA, EC and EdDSA algorithms need the cryptography package)"
+            ) from None
+        try:
+            algorithm.prepare_key(key)
+        except TypeError:
+            raise wrong_kind(
+                what, f"a key {name} can use (str, bytes or a key object)", key
+            ) from None
+        except jwt.InvalidKeyError as exc:
+            raise ValueError(f"{what} cannot be used with {name}: {exc}") from None

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tornado_kit._checks import check_async_methods, check_int, setting
 from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ class Subscription:
         maxsize: int = DEFAULT_MAXSIZE,
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
+        check_int(maxsize, "maxsize", minimum=1)
         self.topic = topic
         self.maxsize = maxsize
         self.overflowed = False
@@ -242,15 +242,31 @@ class LocalBroker:
         return f"<LocalBroker topics={len(self._topics)} subscriptions={self.subscriber_count()}>"
 
 
+def check_broker(value: Any, what: str) -> Any:
+    """Return *value* when it is a :class:`Broker` instance; ``TypeError`` naming *what* otherwise.
+
+    A broker has ``async`` ``publish``, ``subscribe`` and ``close`` methods
+    (a class, a URL string or a plain ``def`` method is refused).
+    """
+    if type(value) is LocalBroker:
+        return value
+    return check_async_methods(value, what, "a Broker", _BROKER_METHODS)
+
+
+_BROKER_METHODS = ("publish", "subscribe", "close")
+
+
 def broker_for(app: Application) -> Any:
     """Return the broker of *app*: ``settings["broker"]``, else a per-app :class:`LocalBroker`.
 
     The default broker is created on first use (inside the serving process)
     and closed by the shutdown hook.
+
+    :raises TypeError: when the ``broker`` setting is not a :class:`Broker`.
     """
     broker = app.settings.get("broker")
     if broker is not None:
-        return broker
+        return check_broker(broker, setting("broker"))
     state = state_for(app)
     broker = state.resources.get("broker")
     if broker is None:

@@ -6,6 +6,7 @@ not when this module is imported, so the package works without it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Sequence
 from types import ModuleType
@@ -13,6 +14,7 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
+from tornado_kit._checks import argument, check_instance, wrong_kind
 from tornado_kit.errors import JSONErrorMixin
 
 __all__ = ["DEFAULT_BUCKETS", "MetricsHandler", "PrometheusMetrics"]
@@ -33,6 +35,15 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+
+#: RFC 9110 §9 methods plus PATCH (RFC 5789): the only ``method`` label values
+#: besides ``"other"``. Method names are case-sensitive (RFC 9110 §9.1).
+_STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+#: Every status label: the three-digit codes (RFC 9110 §15), else ``"other"``.
+_STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 
 
 def _prometheus() -> ModuleType:
@@ -61,7 +72,10 @@ class PrometheusMetrics:
     * ``tornado_http_request_duration_seconds`` histogram, labels
       ``handler`` (class name), ``method``, ``status``. A WebSocket
       connection is observed when it closes, with status 101 and the
-      connection's length.
+      connection's length. No client-chosen text becomes a label: a method
+      outside the RFC 9110 ones and PATCH is ``"other"``, and so is a status
+      outside 100-599, so the number of series stays bounded whatever
+      clients send.
     * ``tornado_executor_queue_depth`` gauge, label ``executor``.
     * ``tornado_executor_rejected_total`` counter, label ``executor``.
 
@@ -71,6 +85,8 @@ class PrometheusMetrics:
     :param namespace: metric name prefix.
     :param buckets: histogram buckets, in seconds.
     :raises ImportError: when prometheus-client is not installed.
+    :raises TypeError: for a *registry* that is not a ``CollectorRegistry``,
+        a non-``str`` *namespace* or *buckets* that are not numbers.
 
     .. versionadded:: 0.1
     """
@@ -82,7 +98,19 @@ class PrometheusMetrics:
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> None:
         prometheus = _prometheus()
-        self.registry: Any = registry if registry is not None else prometheus.CollectorRegistry()
+        arg = functools.partial(argument, "PrometheusMetrics")
+        if registry is None:
+            registry = prometheus.CollectorRegistry()
+        self.registry: Any = check_instance(
+            registry, prometheus.CollectorRegistry, arg("registry"), "a CollectorRegistry"
+        )
+        check_instance(namespace, str, arg("namespace"), "a str")
+        expected = "a sequence of numbers (seconds)"
+        if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Sequence):
+            raise wrong_kind(arg("buckets"), expected, buckets)
+        for bound in buckets:
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                raise wrong_kind(arg("buckets"), expected, bound)
         self.request_duration: Any = prometheus.Histogram(
             "http_request_duration_seconds",
             "Time to serve an HTTP request (a WebSocket: the connection's length).",
@@ -107,8 +135,17 @@ class PrometheusMetrics:
         )
 
     def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
-        """Record one request of *seconds* (called by ``TimingMixin``)."""
-        self.request_duration.labels(handler, method, str(status)).observe(seconds)
+        """Record one request of *seconds* (called by ``TimingMixin``).
+
+        *method* and *status* come from the client or the handler: a method
+        outside the RFC 9110 ones and PATCH, and a status outside 100-599 are
+        labelled ``"other"``.
+        """
+        self.request_duration.labels(
+            handler,
+            method if method in _STANDARD_METHODS else "other",
+            _STATUS_LABELS.get(status, "other"),
+        ).observe(seconds)
 
     def set_executor_queue_depth(self, executor: str, depth: int) -> None:
         """Set the number of jobs waiting in *executor* (called by ``ExecutorMixin``)."""

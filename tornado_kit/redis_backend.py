@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import random
 import re
@@ -43,7 +44,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from tornado_kit import _json
-from tornado_kit.broker import DEFAULT_MAXSIZE, Broker, Subscription
+from tornado_kit._checks import argument, check_instance, check_int, check_number
+from tornado_kit.broker import DEFAULT_MAXSIZE, Broker, Subscription, check_broker
 from tornado_kit.sse import EventLogGap, ServerSentEvent, encode_broker_message
 
 if TYPE_CHECKING:
@@ -144,6 +146,9 @@ class RedisBroker:
     :param health_check_interval: an idle pub/sub connection is pinged after
         this many seconds and considered lost when the reply does not arrive
         within the same time (catches half-open TCP connections).
+    :raises TypeError: for an argument of the wrong kind (a non-``str``
+        *url*, a *client* that is not a ``redis.asyncio.Redis``, ...).
+    :raises ValueError: for a non-positive number.
 
     Nothing happens at construction (redis-py is imported, that is all): the
     pub/sub connection and its two tasks (reader and writer) start on the
@@ -177,17 +182,20 @@ class RedisBroker:
         health_check_interval: float = 30.0,
         max_connections: int = 20,
     ) -> None:
-        _import_redis()
-        if timeout <= 0 or reconnect_max_delay <= 0 or health_check_interval <= 0:
-            raise ValueError("timeout, reconnect_max_delay and health_check_interval must be > 0")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        self.max_connections = max_connections
-        self.url = url
-        self.channel_prefix = channel_prefix
-        self.timeout = timeout
-        self.reconnect_max_delay = reconnect_max_delay
-        self.health_check_interval = health_check_interval
+        aioredis = _import_redis()
+        arg = functools.partial(argument, "RedisBroker")
+        self.url = check_instance(url, str, arg("url"), "a Redis URL (str)")
+        if client is not None:
+            check_instance(client, aioredis.Redis, arg("client"), "a redis.asyncio.Redis")
+        self.channel_prefix = check_instance(channel_prefix, str, arg("channel_prefix"), "a str")
+        self.timeout = check_number(timeout, arg("timeout"), positive=True)
+        self.reconnect_max_delay = check_number(
+            reconnect_max_delay, arg("reconnect_max_delay"), positive=True
+        )
+        self.health_check_interval = check_number(
+            health_check_interval, arg("health_check_interval"), positive=True
+        )
+        self.max_connections = check_int(max_connections, arg("max_connections"), minimum=1)
         self._client = client
         self._owns_client = client is None
         self._closed = False
@@ -633,6 +641,10 @@ class RedisEventLog:
     :param key_prefix: namespace of the stream keys.
     :param timeout: socket timeouts of a client created from a URL.
     :param max_connections: pool size of a client created from a URL.
+    :raises TypeError: for an argument of the wrong kind (a *broker* that is
+        not a :class:`~tornado_kit.broker.Broker`, a non-``int`` *maxlen*, ...).
+    :raises ValueError: for a non-positive number, or neither a URL/client
+        nor a :class:`RedisBroker` to take the client from.
 
     :meth:`since` raises :class:`~tornado_kit.sse.EventLogGap` when it cannot
     prove the replay is complete: ``"malformed"`` for anything that is not a
@@ -663,19 +675,25 @@ class RedisEventLog:
         timeout: float = 5.0,
         max_connections: int = 20,
     ) -> None:
-        _import_redis()
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-            raise ValueError(f"maxlen must be a positive integer, not {maxlen!r}")
+        aioredis = _import_redis()
+        arg = functools.partial(argument, "RedisEventLog")
+        if url_or_client is not None:
+            check_instance(
+                url_or_client,
+                (str, aioredis.Redis),
+                arg("url_or_client"),
+                "a Redis URL (str) or a redis.asyncio.Redis",
+            )
+        self._broker: Broker = check_broker(broker, arg("broker"))
+        self.maxlen = check_int(maxlen, arg("maxlen"), minimum=1)
+        self.approximate = check_instance(approximate, bool, arg("approximate"), "a bool")
+        self.key_prefix = check_instance(key_prefix, str, arg("key_prefix"), "a str")
+        self.timeout = check_number(timeout, arg("timeout"), positive=True)
+        self.max_connections = check_int(max_connections, arg("max_connections"), minimum=1)
         if url_or_client is None and not isinstance(broker, RedisBroker):
             raise ValueError(
                 "RedisEventLog needs a Redis URL or client unless broker is a RedisBroker"
             )
-        self._broker = broker
-        self.maxlen = maxlen
-        self.approximate = approximate
-        self.key_prefix = key_prefix
-        self.timeout = timeout
-        self.max_connections = max_connections
         self._url: str | None = None
         self._client: Redis | None = None
         self._owns_client = False

@@ -27,7 +27,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
@@ -35,10 +35,11 @@ from tornado.web import GZipContentEncoding, RequestHandler
 
 from tornado_kit import _json
 from tornado_kit._access import add_access_field
+from tornado_kit._checks import argument, check_async_methods, check_int
 from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
 from tornado_kit._sse_fanout import Registry, Stream, registry_for
-from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, broker_for
+from tornado_kit.broker import DEFAULT_MAXSIZE, LocalBroker, broker_for, check_broker
 from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 __all__ = [
@@ -300,6 +301,9 @@ class MemoryEventLog:
         :class:`~tornado_kit.LocalBroker` (fine for one process; pass the
         application's ``broker`` setting to share it with other publishers).
     :param maxlen: events kept per topic.
+    :raises TypeError: when *broker* is not a :class:`~tornado_kit.Broker`
+        or *maxlen* not an ``int``.
+    :raises ValueError: when *maxlen* is below 1.
 
     The log lives in one process: behind a load balancer use
     :class:`~tornado_kit.RedisEventLog`.
@@ -316,10 +320,10 @@ class MemoryEventLog:
     """
 
     def __init__(self, broker: Any = None, maxlen: int = 1000) -> None:
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
-            raise ValueError(f"maxlen must be a positive integer, not {maxlen!r}")
-        self._broker = broker if broker is not None else LocalBroker()
-        self.maxlen = maxlen
+        self.maxlen = check_int(maxlen, argument("MemoryEventLog", "maxlen"), minimum=1)
+        if broker is None:
+            broker = LocalBroker()
+        self._broker = check_broker(broker, argument("MemoryEventLog", "broker"))
         self._base = time.time_ns() // 1000
         self._last = self._base
         self._topics: dict[str, _TopicLog] = {}
@@ -377,6 +381,13 @@ class MemoryEventLog:
 
     def __repr__(self) -> str:
         return f"<MemoryEventLog topics={len(self._topics)} maxlen={self.maxlen}>"
+
+
+def _check_event_log(value: Any, what: str) -> EventLog:
+    """Return *value* when it is an :class:`EventLog` with a :class:`~tornado_kit.Broker`."""
+    check_async_methods(value, what, "an EventLog", ("append", "since"))
+    check_broker(getattr(value, "broker", None), f"the broker of {what}")
+    return cast(EventLog, value)
 
 
 _KEEPALIVE = b": keepalive\n\n"
@@ -515,6 +526,10 @@ class SSEMixin(APIErrorHeadersMixin):
         to ``sse_queue_size`` (default 1000); beyond that the client is
         disconnected and ``EventSource`` reconnects and resumes from the log.
 
+        A *log* that is not an :class:`EventLog`, or a ``broker`` setting
+        that is not a :class:`~tornado_kit.Broker`, raises ``TypeError``
+        naming it before anything is sent (a 500 for the client).
+
         Returns when the stream has ended, with the response finished: the
         client left, the server shut down, the broker closed, or the client
         fell behind. The subscription is closed when its last stream ends.
@@ -526,6 +541,10 @@ class SSEMixin(APIErrorHeadersMixin):
         ``"unavailable"``) and the client reconnects with the same
         ``Last-Event-ID``, losing nothing.
         """
+        if log is not None:
+            broker = _check_event_log(log, argument("stream_topic", "log")).broker
+        else:
+            broker = broker_for(self.application)
         stream = self._tk_sse if self._tk_sse is not None else self._tk_sse_begin()
         if stream.in_topic:
             raise RuntimeError("stream_topic() is already running for this request")
@@ -536,7 +555,6 @@ class SSEMixin(APIErrorHeadersMixin):
         done = stream.done = asyncio.get_running_loop().create_future()
         if stream.ending is not None:  # e.g. the server is already shutting down
             done.set_result(None)
-        broker = log.broker if log is not None else broker_for(self.application)
         last_id = self.last_event_id if log is not None else None
         if last_id is not None:
             # Live events wait in `pending` until the replay is written.

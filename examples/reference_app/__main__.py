@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import ipaddress
 import logging
 import os
 import secrets
 import sys
 
-from examples.reference_app.app import Config, make_app
+from examples.reference_app.app import Config, make_app, server_options
 from tornado_kit import serve
 
 log = logging.getLogger("examples.reference_app")
@@ -67,6 +68,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def local_url(address: str, port: int) -> str:
+    """The URL at which this server reaches itself when bound to *address*:*port*.
+
+    The aggregator's upstreams: from the bound address, never from a
+    request's ``Host`` header. A wildcard address is reached on loopback.
+    """
+    host = address or "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"  # a host name, e.g. localhost
+    if ip.is_unspecified:
+        ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+    return f"http://[{ip}]:{port}" if ip.version == 6 else f"http://{ip}:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the reference app until SIGTERM / SIGINT."""
     args = parse_args(argv)
@@ -88,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
         allowed_origins=args.allowed_origin,
         secret=secret,
-        self_url=f"http://127.0.0.1:{args.port}",
+        self_url=local_url(args.address, args.port),
         heartbeat_interval=args.heartbeat_interval,
         image_workers=args.image_workers,
         instance_name=args.instance_name,
@@ -101,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         processes=args.processes,
         shutdown_timeout=args.shutdown_timeout,
         xheaders=args.xheaders,
+        http_server_options=server_options(config),
     )
     return 0
 
