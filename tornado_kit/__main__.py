@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from tornado_kit import __version__
 from tornado_kit.server import AppFactory, serve
 
 # Dotted names of word characters ("examples.08_serve" is importable too).
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tornado-kit",
         description="tornado-kit command line tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "serve",

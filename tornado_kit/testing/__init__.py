@@ -1,6 +1,16 @@
-"""Test helpers and a pytest plugin that runs your app on a real server.
+"""Test helpers, and a pytest plugin that runs your app on a real server.
 
-Enable the plugin in your ``conftest.py`` and override the ``app`` fixture::
+The helpers need nothing but Tornado: use them in any asyncio program or test
+runner::
+
+    from tornado_kit.testing import parse_sse, read_sse, ws_connect
+
+    events = await read_sse("http://127.0.0.1:8000/feed", count=2, timeout=5)
+    conn = await ws_connect("ws://127.0.0.1:8000/chat")
+
+The pytest plugin needs the ``testing`` extra (pytest and pytest-asyncio:
+``pip install "tornado-kit[testing]"``). Enable it in your ``conftest.py`` (or
+a test module) and override the ``app`` fixture::
 
     pytest_plugins = ["tornado_kit.testing"]
 
@@ -12,8 +22,7 @@ Enable the plugin in your ``conftest.py`` and override the ``app`` fixture::
         response = await http_client.fetch(base_url + "/")
         assert response.code == 200
 
-Fixtures (function scope, running on the test's event loop; async tests need
-pytest-asyncio, which the plugin uses):
+Fixtures (function scope, running on the test's event loop):
 
 ``app``
     The :class:`~tornado.web.Application` under test. **Override it.**
@@ -27,77 +36,45 @@ pytest-asyncio, which the plugin uses):
 ``http_client``
     A private :class:`~tornado.httpclient.AsyncHTTPClient`, closed at teardown.
 ``sse``
-    ``await sse("/path", count=2, timeout=5, headers=...)`` reads the first
-    events of a server-sent event stream of the test server (see
-    :func:`tornado_kit.testing.read_sse`) and closes the connection.
+    ``await sse("/path", count=2, timeout=5, headers=...)``: :func:`read_sse`
+    on the test server.
 ``ws_connect``
-    ``await ws_connect("/path?x=1", headers=...)`` opens a WebSocket to the
-    test server (see :func:`tornado_kit.testing.ws_connect`); every connection
-    is closed at teardown, before the server stops.
+    ``await ws_connect("/path?x=1", headers=...)``: :func:`ws_connect` to the
+    test server; every connection is closed at teardown.
+
+The fixtures live in a private module that only pytest loads, through this
+module's ``pytest_plugins``. This module holds no assertions for pytest to
+rewrite (``PYTEST_DONT_REWRITE``), so a test module may import the helpers
+before or after it enables the plugin, with no warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import importlib
+import warnings
 from typing import Any
 
-import pytest
-import pytest_asyncio
-from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
-from tornado.web import Application
+from tornado_kit.testing._sse import parse_sse, read_sse
+from tornado_kit.testing._ws import ws_connect
 
-from tornado_kit._lifecycle import shutdown
-from tornado_kit.testing._sse import parse_sse, read_sse, sse_fixture
-from tornado_kit.testing._ws import ws_connect, ws_connect_fixture
+__all__ = ["parse_sse", "read_sse", "ws_connect"]
 
-__all__ = [
-    "app",
-    "base_url",
-    "http_client",
-    "http_server_options",
-    "parse_sse",
-    "read_sse",
-    "sse_fixture",
-    "ws_connect",
-    "ws_connect_fixture",
-]
+# Read by pytest when it loads this module as a plugin; inert otherwise.
+pytest_plugins = ["tornado_kit.testing._plugin"]
+
+# Fixture functions that 0.1 exported from this module (deprecated in 0.2).
+_MOVED_TO_PLUGIN = frozenset(
+    {"app", "base_url", "http_client", "http_server_options", "sse_fixture", "ws_connect_fixture"}
+)
 
 
-@pytest.fixture
-def app() -> Application:
-    """The application under test: override this fixture in your ``conftest.py``."""
-    raise pytest.UsageError(
-        "tornado_kit.testing: define an `app` fixture that returns your tornado.web.Application"
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED_TO_PLUGIN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"tornado_kit.testing.{name} is deprecated: enable the plugin with "
+        'pytest_plugins = ["tornado_kit.testing"] instead of importing its fixtures',
+        DeprecationWarning,
+        stacklevel=2,
     )
-
-
-@pytest.fixture
-def http_server_options() -> dict[str, Any]:
-    """Keyword arguments passed to ``HTTPServer`` (override to set ``xheaders`` etc.)."""
-    return {}
-
-
-@pytest_asyncio.fixture
-async def base_url(app: Application, http_server_options: dict[str, Any]) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port and yield its base URL."""
-    sock, port = bind_unused_port()
-    server = HTTPServer(app, **http_server_options)
-    server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        await shutdown(app, timeout=5)
-        await server.close_all_connections()
-
-
-@pytest.fixture
-def http_client() -> Iterator[AsyncHTTPClient]:
-    """A private ``AsyncHTTPClient`` instance, closed after the test."""
-    client = AsyncHTTPClient(force_instance=True)
-    try:
-        yield client
-    finally:
-        client.close()
+    return getattr(importlib.import_module("tornado_kit.testing._plugin"), name)

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-import pytest
 from tornado import httputil
 from tornado.httpclient import HTTPClientError
 from tornado.iostream import IOStream, StreamClosedError
@@ -22,7 +21,7 @@ from tornado.tcpclient import TCPClient
 
 from tornado_kit.sse import ServerSentEvent
 
-__all__ = ["SSEParser", "SSEReader", "parse_sse", "read_sse", "sse_fixture"]
+__all__ = ["SSEParser", "parse_sse", "read_sse"]
 
 # 9.2.5: CRLF, a lone LF or a lone CR end a line; nothing else does.
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -250,24 +249,3 @@ def _decode_prefix(data: bytes) -> tuple[str, int]:
                 end -= back
             break
     return data[:end].decode("utf-8", "replace"), end
-
-
-SSEReader = Callable[..., Awaitable[list[ServerSentEvent]]]
-
-
-@pytest.fixture(name="sse")
-def sse_fixture(base_url: str) -> SSEReader:
-    """Read events from the test server: ``await sse("/path", count=1, timeout=10, headers=None)``.
-
-    :func:`read_sse` on ``base_url + path``.
-    """
-
-    async def reader(
-        path: str,
-        count: int = 1,
-        timeout: float = 10.0,
-        headers: Mapping[str, str] | None = None,
-    ) -> list[ServerSentEvent]:
-        return await read_sse(base_url + path, count, timeout, headers)
-
-    return reader

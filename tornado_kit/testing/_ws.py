@@ -1,18 +1,17 @@
-"""WebSocket client helpers for tests: :func:`ws_connect` and the ``ws_connect`` fixture."""
+"""WebSocket client helpers for tests: :func:`ws_connect` and a quiet close."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytest_asyncio
 from tornado.httpclient import HTTPRequest
 from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-__all__ = ["ws_connect", "ws_connect_fixture"]
+__all__ = ["close_quietly", "ws_connect"]
 
 
 def _ws_url(url: str) -> str:
@@ -72,7 +71,7 @@ async def _drain(conn: WebSocketClientConnection) -> None:
         pass
 
 
-async def _close_quietly(conn: WebSocketClientConnection, timeout: float = 5) -> None:
+async def close_quietly(conn: WebSocketClientConnection, timeout: float = 5) -> None:
     """Close *conn* and wait until the server has answered the close frame."""
     stream = getattr(conn.protocol, "stream", None)
     conn.close()
@@ -80,27 +79,3 @@ async def _close_quietly(conn: WebSocketClientConnection, timeout: float = 5) ->
         return  # already closed (read_message() would wait forever now)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(_drain(conn), timeout)
-
-
-@pytest_asyncio.fixture(name="ws_connect")
-async def ws_connect_fixture(
-    base_url: str,
-) -> AsyncIterator[Callable[..., Awaitable[WebSocketClientConnection]]]:
-    """Connect to a path of the test server: ``await ws_connect("/chat?room=1")``.
-
-    Accepts the keyword arguments of :func:`ws_connect`. Every connection it
-    opened is closed (and its close handshake awaited) at teardown, before the
-    server stops.
-    """
-    opened: list[WebSocketClientConnection] = []
-
-    async def connect(path: str, **kwargs: Any) -> WebSocketClientConnection:
-        url = path if "://" in path else base_url + path
-        conn = await ws_connect(url, **kwargs)
-        opened.append(conn)
-        return conn
-
-    try:
-        yield connect
-    finally:
-        await asyncio.gather(*(_close_quietly(conn) for conn in opened))
