@@ -120,7 +120,7 @@ def _describe(client: Redis) -> str:
 
 
 class RedisBroker:
-    """A :class:`~tornado_kit.broker.Broker` over Redis pub/sub.
+    """A :class:`~tornado_kit.Broker` over Redis pub/sub.
 
     Every process that builds a ``RedisBroker`` on the same Redis (and the same
     *channel_prefix*) shares topics: a message published in one process reaches
@@ -613,7 +613,7 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisEventLog:
-    """An :class:`~tornado_kit.sse.EventLog` in Redis Streams, shared by every process.
+    """An :class:`~tornado_kit.EventLog` in Redis Streams, shared by every process.
 
     Each topic is the stream ``key_prefix + topic``. :meth:`append` adds an
     entry with ``XADD`` (trimmed to *maxlen* entries) and publishes the event
@@ -624,7 +624,7 @@ class RedisEventLog:
     :param url_or_client: a Redis URL or a ``redis.asyncio.Redis`` client.
         Leave it out to share the client of a :class:`RedisBroker` *broker*.
     :param broker: the broker :meth:`append` publishes on (any
-        :class:`~tornado_kit.broker.Broker`; a :class:`RedisBroker` reaches
+        :class:`~tornado_kit.Broker`; a :class:`RedisBroker` reaches
         every process).
     :param maxlen: entries kept per topic.
     :param approximate: trim with ``MAXLEN ~`` (the default, much cheaper:
