@@ -10,14 +10,14 @@ PORT ?= 8888
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck docs pytest bench clean
+.PHONY: venv demo test lint typecheck docs docs-inventories pytest bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(TORNADO_SPEC),'$(TORNADO_SPEC)')
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]' $(if $(TORNADO_SPEC),'$(TORNADO_SPEC)')
 	touch $(STAMP)
 
 ## The example server (http://localhost:$(PORT)/).
@@ -34,8 +34,13 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict tornado_kit
 
+## The Sphinx site into $(VENV)/site: a fresh build, nitpicky, every warning an error.
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	$(BIN)/python -m sphinx -b html -E -a -n -W --keep-going -q -d $(VENV)/doctrees docs $(VENV)/site
+
+## Remake docs/_inventories (Tornado's from its sdist, Python's from Debian's python3-doc).
+docs-inventories: venv
+	$(BIN)/python docs/_inventories/make_inventories.py
 
 pytest: venv
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)

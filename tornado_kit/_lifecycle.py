@@ -110,9 +110,14 @@ def state_for(app: Application) -> AppState:
 async def shutdown(
     app: Application, timeout: float | None = None, *, max_phase: int | None = None
 ) -> None:
-    """Shut down tornado-kit's runtime objects of *app* (see :meth:`AppState.shutdown`).
+    """Shut down tornado-kit's runtime objects of *app*, as ``serve()`` does at exit.
 
-    The state is created when absent, so that a long-lived handler that
-    starts after the shutdown still sees ``shutting_down``.
+    The registered shutdown callbacks (WebSockets closed with 1001, SSE
+    streams ended, executors and brokers released) run once, phase by phase;
+    one that raises is logged and does not stop the others. With *timeout*,
+    each phase is given at most that many seconds; with *max_phase*, only the
+    phases up to it run now, the later ones on a following call. The state is
+    created when absent, so that a long-lived handler that starts after the
+    shutdown still sees ``shutting_down``.
     """
     await state_for(app).shutdown(timeout, max_phase=max_phase)

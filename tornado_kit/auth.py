@@ -320,10 +320,10 @@ class TokenAuthMixin(APIErrorHeadersMixin):
     ``auth_exempt_methods`` (``{"OPTIONS"}``).
 
     Errors are raised as :class:`~tornado_kit.APIError` with the challenge in
-    ``headers``; :meth:`write_error` applies it, so the challenge reaches the
-    client with or without ``JSONErrorMixin``. The query argument's value is
-    redacted from Tornado's log lines about this handler (see
-    :func:`redact_query`).
+    ``headers``; :meth:`~tornado_kit.errors.APIErrorHeadersMixin.write_error`
+    applies it, so the challenge reaches the client with or without
+    ``JSONErrorMixin``. The query argument's value is redacted from Tornado's
+    log lines about this handler (see :func:`redact_query`).
 
     Example::
 

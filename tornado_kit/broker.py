@@ -68,6 +68,7 @@ class Subscription:
         check_int(maxsize, "maxsize", minimum=1)
         self.topic = topic
         self.maxsize = maxsize
+        #: True when the subscription was closed because it fell ``maxsize`` messages behind.
         self.overflowed = False
         self._queue: deque[str] = deque()
         self._waiters: list[asyncio.Future[None]] = []

@@ -1,6 +1,6 @@
 """Redis-backed broker and event log, shared by every server process.
 
-:class:`RedisBroker` implements the :class:`~tornado_kit.broker.Broker`
+:class:`RedisBroker` implements the :class:`~tornado_kit.Broker`
 protocol with Redis pub/sub, so that WebSocket rooms and SSE feeds reach the
 clients of every process behind a load balancer. :class:`RedisEventLog`
 implements the SSE :class:`~tornado_kit.sse.EventLog` protocol with a Redis
@@ -122,7 +122,7 @@ def _describe(client: Redis) -> str:
 
 
 class RedisBroker:
-    """A :class:`~tornado_kit.broker.Broker` over Redis pub/sub.
+    """A :class:`~tornado_kit.Broker` over Redis pub/sub.
 
     Every process that builds a ``RedisBroker`` on the same Redis (and the same
     *channel_prefix*) shares topics: a message published in one process reaches
@@ -621,7 +621,7 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisEventLog:
-    """An :class:`~tornado_kit.sse.EventLog` in Redis Streams, shared by every process.
+    """An :class:`~tornado_kit.EventLog` in Redis Streams, shared by every process.
 
     Each topic is the stream ``key_prefix + topic``. :meth:`append` adds an
     entry with ``XADD`` (trimmed to *maxlen* entries) and publishes the event
@@ -632,7 +632,7 @@ class RedisEventLog:
     :param url_or_client: a Redis URL or a ``redis.asyncio.Redis`` client.
         Leave it out to share the client of a :class:`RedisBroker` *broker*.
     :param broker: the broker :meth:`append` publishes on (any
-        :class:`~tornado_kit.broker.Broker`; a :class:`RedisBroker` reaches
+        :class:`~tornado_kit.Broker`; a :class:`RedisBroker` reaches
         every process).
     :param maxlen: entries kept per topic.
     :param approximate: trim with ``MAXLEN ~`` (the default, much cheaper:
@@ -642,7 +642,7 @@ class RedisEventLog:
     :param timeout: socket timeouts of a client created from a URL.
     :param max_connections: pool size of a client created from a URL.
     :raises TypeError: for an argument of the wrong kind (a *broker* that is
-        not a :class:`~tornado_kit.broker.Broker`, a non-``int`` *maxlen*, ...).
+        not a :class:`~tornado_kit.Broker`, a non-``int`` *maxlen*, ...).
     :raises ValueError: for a non-positive number, or neither a URL/client
         nor a :class:`RedisBroker` to take the client from.
 
