@@ -253,7 +253,10 @@ async def test_publish_burst_queues_on_a_bounded_pool(
     redis_url: str, inspector: aioredis.Redis
 ) -> None:
     """Thousands of concurrent publishes wait for a pooled connection, none fails."""
-    a, b = RedisBroker(redis_url, max_connections=4), RedisBroker(redis_url)
+    # The pool wait is bounded by `timeout`: generous here, so that a loaded
+    # machine (3000 publishes through 4 connections) tests the queueing, not the clock.
+    a = RedisBroker(redis_url, max_connections=4, timeout=60)
+    b = RedisBroker(redis_url)
     try:
         sub = await b.subscribe("burst", maxsize=5000)
         await asyncio.gather(*(a.publish("burst", str(i)) for i in range(3000)))
