@@ -119,7 +119,8 @@ def cross_origin_refusal(handler: RequestHandler, check: Callable[[str], bool]) 
     *check*); this returns its answer. Tornado 6.5 and earlier have no such
     method; the fallback is their ``WebSocketHandler.get`` rule: the
     ``Origin`` (else ``Sec-Websocket-Origin``) header, when present, must
-    pass *check* (``check_origin``, which compares it with the ``Host``).
+    pass *check* (there the default ``check_origin`` compares it with the
+    ``Host`` itself).
     Either may raise ``ValueError`` for an origin ``urlsplit`` cannot parse
     (Tornado's own comparison with the ``Host`` does not guard it).
     """
