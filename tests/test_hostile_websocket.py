@@ -30,13 +30,16 @@ from tests._servers import eventually
 from tests.test_websocket import Connect, assert_registries_empty, read_json, send_json
 from tornado_kit import (
     AllowedOriginsMixin,
+    APIError,
     BroadcastMixin,
     HeartbeatMixin,
     JSONErrorMixin,
     JSONMessageMixin,
+    StaticTokenVerifier,
     TimingMixin,
+    TokenAuthMixin,
 )
-from tornado_kit._compat import pending_write_bytes
+from tornado_kit._compat import compresses, pending_write_bytes
 from tornado_kit._json import loads
 from tornado_kit._lifecycle import state_for
 
@@ -93,6 +96,8 @@ class Chat(JSONMessageMixin, BroadcastMixin, WebSocketHandler):
         self.join("room")
 
     async def on_json(self, data: dict[str, Any]) -> None:
+        if "refuse" in data:
+            raise APIError(409, data["refuse"] + "\ud800")  # a detail JSON cannot carry
         if "flood" in data:
             blob = "b" * data["flood"]
             for _ in range(data["count"]):
@@ -117,6 +122,13 @@ def _push(handler: WebSocketHandler, count: int) -> None:
             sent += 1
             peaks_of(handler).sample(handler)
     handler.settings["sent"].append(sent)
+
+
+class DeflateChat(Chat):
+    """The same, with permessage-deflate (RFC 7692): replies go through write_message."""
+
+    def get_compression_options(self) -> dict[str, Any]:
+        return {}
 
 
 class PushFromSetting(HeartbeatMixin, WebSocketHandler):
@@ -147,6 +159,10 @@ class Timed(TimingMixin, HeartbeatMixin, WebSocketHandler):
     pass
 
 
+class Guarded(TokenAuthMixin, HeartbeatMixin, WebSocketHandler):
+    pass
+
+
 class ProblemTimed(TimingMixin, JSONErrorMixin, HeartbeatMixin, BroadcastMixin, WebSocketHandler):
     pass
 
@@ -165,14 +181,17 @@ def app() -> Application:
     app = Application(
         [
             ("/chat", Chat),
+            ("/zchat", DeflateChat),
             ("/push", PushFromSetting),
             ("/push-attr", PushFromAttribute),
             ("/timed", Timed),
+            ("/guarded", Guarded),
             ("/problem", ProblemTimed),
             ("/origins", OriginsLast),
             ("/problem-origins", ProblemOrigins),
         ],
         max_pending_bytes=LIMIT,
+        token_verifier=StaticTokenVerifier({"t0ken": {"sub": "alice"}}),
         peaks=peaks,
         sent=[],
     )
@@ -191,8 +210,13 @@ async def _registries_clean(app: Application) -> AsyncIterator[None]:
 # ---------------------------------------------------------------------------
 
 
-async def raw_upgrade(base_url: str, path: str, *, rcvbuf: int = 4096) -> socket.socket:
-    """A non-blocking socket after a 101; its small receive buffer is never read by itself."""
+async def raw_upgrade(
+    base_url: str, path: str, *, rcvbuf: int = 4096, extra: str = ""
+) -> socket.socket:
+    """A non-blocking socket after a 101; its small receive buffer is never read by itself.
+
+    *extra* holds more header lines (``"Name: value\\r\\n"``).
+    """
     loop = asyncio.get_running_loop()
     port = int(base_url.rsplit(":", 1)[1])
     sock = socket.socket()
@@ -201,7 +225,8 @@ async def raw_upgrade(base_url: str, path: str, *, rcvbuf: int = 4096) -> socket
     await loop.sock_connect(sock, ("127.0.0.1", port))
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra}\r\n"
     )
     await loop.sock_sendall(sock, request.encode())
     head = b""
@@ -307,6 +332,31 @@ async def test_client_flooding_invalid_frames_without_reading_is_closed_with_101
     assert "s3cret" not in caplog.text  # the path only, never the query
 
 
+async def test_flood_on_a_compressed_connection_is_bounded_and_closed_with_1013(
+    app: Application, base_url: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    deflate = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    client = await raw_upgrade(base_url, "/zchat", extra=deflate)
+    await eventually(lambda: len(state_for(app).connections) == 1)
+    handler = only_handler(app, DeflateChat)
+    assert handler.ws_connection is not None
+    assert compresses(handler.ws_connection)  # deflate was negotiated
+    for _ in range(300):
+        await loop.sock_sendall(client, INVALID_FRAME * 200)
+        await asyncio.sleep(0)
+        if handler.ws_connection is None:
+            break
+    assert handler.ws_connection is None, "still open after 60000 unanswered replies"
+    assert peaks_of(handler).peak[handler] <= LIMIT
+    frames, code = await read_frames(client)
+    assert code == 1013
+    assert frames
+    assert all(opcode == 0x1 for opcode, _ in frames)
+    await close_back(client, 1013)
+    await eventually(lambda: not state_for(app).connections)
+
+
 @pytest.mark.parametrize(("path", "limit"), [("/push", LIMIT), ("/push-attr", LIMIT // 2)])
 async def test_app_write_loop_to_a_client_that_never_reads_is_closed_with_1013(
     app: Application, base_url: str, path: str, limit: int
@@ -352,6 +402,18 @@ async def test_broadcast_to_a_member_that_never_reads_is_bounded_and_closed_with
     await close_back(slow, 1013)
     sender.close(1000)
     await eventually(lambda: not state_for(app).connections)
+
+
+async def test_error_reply_whose_detail_json_cannot_carry_is_sent_without_it(
+    ws_connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await ws_connect("/chat")
+    await send_json(conn, {"refuse": "taken"})
+    assert await read_json(conn) == {"error": {"status": 409}}
+    assert "cannot encode the error detail for status 409" in caplog.text
+    await send_json(conn, {"still": "open"})
+    assert await read_json(conn) == {"echo": {"still": "open"}}
+    conn.close(1000)
 
 
 # ---------------------------------------------------------------------------
@@ -477,6 +539,25 @@ async def test_origin_refused_by_allowed_origins_is_a_problem_document(
     assert status == 403
     assert headers["content-type"] == "application/problem+json"
     assert loads(body)["detail"] == "cross-origin WebSocket not allowed"
+    assert_registries_empty(app)
+
+
+async def test_other_handshake_errors_are_problem_documents_without_json_error_mixin(
+    app: Application, base_url: str
+) -> None:
+    # A method the handler does not have: 405 with Allow (RFC 9110 §15.5.6).
+    request = f"POST /timed HTTP/1.1\r\nHost: 127.0.0.1:{{port}}\r\n{ALL}Content-Length: 0\r\n\r\n"
+    status, headers, body = await raw_request(base_url, request)
+    assert (status, headers["allow"]) == (405, "GET")
+    assert headers["content-type"] == "application/problem+json"
+    assert loads(body)["status"] == 405
+    # TokenAuthMixin's refusal keeps its challenge (RFC 6750 §3).
+    request = f"GET /guarded HTTP/1.1\r\nHost: 127.0.0.1:{{port}}\r\n{ALL}\r\n"
+    status, headers, body = await raw_request(base_url, request)
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Bearer")
+    assert headers["content-type"] == "application/problem+json"
+    assert loads(body)["status"] == 401
     assert_registries_empty(app)
 
 
