@@ -124,7 +124,8 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
         conns: set[WebSocketHandler] = set()
         kwargs["conns"] = conns
 
-        from tornado_kit._ws_runtime import PING_FRAME, write_prebuilt
+        from tornado_kit._compat import prebuilt_buffer, write_prebuilt
+        from tornado_kit._ws_runtime import PING_FRAME
 
         def ping_all() -> None:
             # HeartbeatMixin's write path (a pre-built frame, no future), no table.
@@ -132,7 +133,7 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
                 proto = conn.ws_connection
                 stream = proto.stream if proto is not None else None
                 if stream is not None and not stream.closed():
-                    write_prebuilt(stream, stream._write_buffer, PING_FRAME)
+                    write_prebuilt(stream, prebuilt_buffer(stream), PING_FRAME)
 
         PeriodicCallback(ping_all, PING_INTERVAL * 1000).start()
     app = Application([("/ws", handler, kwargs)], **settings)

@@ -16,7 +16,13 @@ from tornado.web import Application
 from tornado.websocket import WebSocketHandler
 
 from tests._servers import RedisServer, eventually
-from tests.test_websocket import Connect, RelayBroker, read_json, ws_state
+from tests.test_websocket import (
+    Connect,
+    RelayBroker,
+    assert_registries_empty,
+    read_json,
+    ws_state,
+)
 from tornado_kit import (
     AllowedOriginsMixin,
     APIError,
@@ -350,8 +356,5 @@ async def test_handshakes_tornado_refuses_leave_nothing_registered(
 ) -> None:
     response = await http_client.fetch(base_url + "/beat", headers=headers, raise_error=False)
     assert response.code == status
-    assert not state_for(app).connections
-    ws = ws_state(app)
-    assert not ws.members
-    assert not ws.rooms
-    assert not any(hb.conns or hb.running for hb in ws.heartbeats.values())
+    # Refused before registration: no WebSocket state is even created.
+    assert_registries_empty(app)

@@ -5,12 +5,19 @@ separators, UTF-8 text (no ``\\uXXXX`` escaping of non-ASCII), integers of
 any size. ``NaN`` and ``Infinity`` are not JSON (§6): :func:`loads` refuses
 them and :func:`dumps` writes them as ``null``. ``</`` is not escaped
 (responses are ``application/json``, not HTML).
+
+Strings are Unicode text on both paths: a lone UTF-16 surrogate
+(``"\\ud800"`` without its pair, RFC 8259 §8.2) is refused with
+:class:`LoneSurrogateError` by :func:`loads` and by :func:`dumps`, as
+orjson refuses it, instead of decoding into a ``str`` that no later UTF-8
+encode (a database, a WebSocket frame) accepts.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +38,47 @@ HAVE_ORJSON = _orjson is not None
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_DIGIT_RUN = b"0" * 19
 
+# A \u escape of a UTF-16 surrogate code unit, D800 to DFFF (hex digits in
+# either case; JSON has no \U). Only text with one can decode to a lone
+# surrogate, so only such text pays for the exact check below (the match
+# may be half of a valid pair, or follow an escaped backslash: "\\ud800").
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+# The exact check, for text json.loads accepted: match from the start over
+# plain characters and whole escapes (so that a backslash is always read as
+# the start of an escape, as the decoder read it), valid pairs consumed as
+# one unit, up to a surrogate escape that is not part of a pair. Runs of
+# plain characters are matched atomically ((?=(X))\1: Python 3.10 has no
+# possessive quantifiers), so a text without a lone surrogate fails in
+# linear time; a pair is never split, so backtracking cannot misread one.
+_HIGH = "[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = "[dD][c-fC-F][0-9a-fA-F]{2}"
+_ESCAPE_OK = rf"\\(?:[^u]|u(?![dD][89a-fA-F])[0-9a-fA-F]{{4}}|u{_HIGH}\\u{_LOW})"
+_LONE_ESCAPE = rf"\\u(?:{_HIGH}(?!\\u{_LOW})|{_LOW})"
+_UP_TO_LONE_SURROGATE = re.compile(rf"(?:(?=([^\\]+))\1|{_ESCAPE_OK})*{_LONE_ESCAPE}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_TEXT = "JSON text"
+
+
+class LoneSurrogateError(ValueError):
+    """JSON text or a value with a lone UTF-16 surrogate, which is not Unicode text.
+
+    A ``ValueError``: code that handles malformed JSON handles this too.
+    """
+
+
+def lone_surrogate(what: str, index: int | None = None) -> LoneSurrogateError:
+    """The error for a lone surrogate in *what* (at *index* of it, when known)."""
+    where = "" if index is None else f" at index {index}"
+    return LoneSurrogateError(f"{what} contains a lone surrogate (invalid Unicode){where}")
+
+
+def encode_utf8(text: str, what: str = "text") -> bytes:
+    """*text* as UTF-8; a :class:`LoneSurrogateError` naming *what* if it holds a surrogate."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise lone_surrogate(what, exc.start) from None
+
 
 def _stdlib_dumps(obj: Any) -> bytes:
     try:
@@ -44,7 +92,7 @@ def _stdlib_dumps(obj: Any) -> bytes:
             )
     except RecursionError:
         raise ValueError("value is circular or nested too deeply to encode as JSON") from None
-    return text.encode("utf-8")
+    return encode_utf8(text, "the value to encode as JSON")
 
 
 def _non_finite_to_none(obj: Any) -> Any:
@@ -62,8 +110,9 @@ def dumps(obj: Any) -> bytes:
 
     NaN and infinities, which JSON cannot represent, are written as ``null``
     by either backend (as orjson and JavaScript's ``JSON.stringify`` do).
-    Raises ``TypeError`` for values JSON cannot represent and ``ValueError``
-    for circular or too deeply nested values.
+    Raises ``TypeError`` for values JSON cannot represent, ``ValueError``
+    for circular or too deeply nested values and :class:`LoneSurrogateError`
+    (a ``ValueError``) for a string with a lone surrogate.
     """
     if _orjson is not None:
         try:
@@ -97,19 +146,41 @@ def loads(data: bytes | str) -> Any:
 
     Integers of any size decode exactly. Raises ``ValueError`` when the input
     is malformed, contains ``NaN``, ``Infinity`` or a number beyond the range
-    of a float, or is nested too deeply; never ``RecursionError``.
+    of a float, or is nested too deeply (never ``RecursionError``), and
+    :class:`LoneSurrogateError` (a ``ValueError``) when a string in it holds
+    a lone surrogate: an escaped one (``"\\ud800"`` not followed by a low
+    surrogate escape) or, in ``str`` input, a raw one. Valid escaped pairs
+    (``"\\ud83d\\ude00"``) decode to their character.
     """
     if _orjson is not None:
-        # (a lone surrogate passes encoding here, then orjson refuses it)
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        raw = encode_utf8(data, _JSON_TEXT) if isinstance(data, str) else bytes(data)
         if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_TO_ZERO):
             try:
                 return _orjson.loads(raw)
             except _orjson.JSONDecodeError:
-                # orjson rejects some inputs the stdlib accepts (e.g. lone
-                # surrogate escapes): the standard library has the last word.
+                # orjson rejects some inputs the stdlib accepts (e.g. UTF-16
+                # bytes); the standard library has the last word. orjson
+                # refuses lone surrogates, so a value it returned has none.
                 pass
+    return _stdlib_loads(data)
+
+
+def _stdlib_loads(data: bytes | str) -> Any:
+    if isinstance(data, str):
+        text = data
+        # str.isascii() is O(1); only non-ASCII text is searched.
+        raw_surrogate = None if text.isascii() else _SURROGATE.search(text)
+        if raw_surrogate is not None:
+            raise lone_surrogate(_JSON_TEXT, raw_surrogate.start())
+    else:
+        # What json.loads does with bytes, but strict: it decodes with
+        # "surrogatepass", which turns encoded surrogates (invalid UTF-8)
+        # into raw ones.
+        text = bytes(data).decode(json.detect_encoding(data))
     try:
-        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON document is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text) and _UP_TO_LONE_SURROGATE.match(text):
+        raise lone_surrogate(_JSON_TEXT)
+    return value

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http.client import responses
 from typing import Any
 
@@ -160,6 +160,89 @@ def _allowed_methods(handler: RequestHandler) -> str:
     )
 
 
+def write_problem(
+    handler: RequestHandler,
+    status_code: int,
+    exc_info: Any,
+    build: Callable[[int, Any], dict[str, Any]],
+) -> None:
+    """Write *handler*'s error response as a problem document and finish; never raises.
+
+    *build* makes the members (:func:`build_problem`, or a handler's
+    ``build_problem`` override). When it or the encoding fails, the error is
+    logged and a minimal document built from the status code is sent.
+    """
+    try:
+        if _no_body(status_code):
+            handler.finish()
+            return
+        body = _json.dumps(build(status_code, exc_info))
+    except Exception:
+        _log.error(
+            "could not render the problem document for %d %s",
+            status_code,
+            handler.request.path,
+            exc_info=True,
+        )
+        write_fallback(handler, status_code)
+        return
+    handler.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
+    try:
+        handler.finish(body)
+    except Exception:  # e.g. the connection failed while writing
+        _log.error("could not send the problem document", exc_info=True)
+
+
+def build_problem(
+    handler: RequestHandler, status_code: int, exc_info: Any = None
+) -> dict[str, Any]:
+    """The RFC 9457 members for an error response of *handler* (see :class:`JSONErrorMixin`).
+
+    Also applies an :class:`APIError`'s headers and sets ``Allow`` on a 405.
+    """
+    exception = exc_info[1] if exc_info else None
+    problem: dict[str, Any]
+    if isinstance(exception, APIError):
+        exception.apply_headers(handler)
+        problem = exception.problem(handler.request.path)
+    else:
+        problem = {
+            "type": "about:blank",
+            "title": handler._reason,
+            "status": status_code,
+            "instance": handler.request.path,
+        }
+        serve_traceback = bool(handler.settings.get("serve_traceback"))
+        if isinstance(exception, HTTPError):
+            # log_message is server-side only unless serve_traceback is on.
+            if serve_traceback and exception.log_message:
+                problem["detail"] = exception.get_message()
+            elif status_code == 500:
+                problem["detail"] = _INTERNAL_DETAIL
+        elif status_code == 500:
+            problem["detail"] = _INTERNAL_DETAIL
+        if serve_traceback and exc_info and exception is not None:
+            problem["traceback"] = "".join(traceback.format_exception(*exc_info))
+    if status_code == 405 and "Allow" not in handler._headers:
+        handler.set_header("Allow", _allowed_methods(handler))
+    request_id = getattr(handler, "request_id", None)
+    if request_id:
+        problem["request_id"] = request_id
+    return problem
+
+
+def write_fallback(handler: RequestHandler, status_code: int) -> None:
+    """Finish *handler* with the minimal problem document of *status_code*; never raises."""
+    if handler._finished:
+        return
+    try:
+        handler._write_buffer = []
+        handler.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
+        handler.finish(_fallback_body(status_code))
+    except Exception:
+        _log.error("could not send the fallback problem document", exc_info=True)
+
+
 class JSONErrorMixin(RequestHandler):
     """Render every error response as RFC 9457 ``application/problem+json``.
 
@@ -240,7 +323,7 @@ class JSONErrorMixin(RequestHandler):
                     # A challenge (WWW-Authenticate) must still reach the client.
                     with contextlib.suppress(Exception):
                         exception.apply_headers(self)
-                self._write_fallback(status_code)
+                write_fallback(self, status_code)
         if not self._finished:
             self.finish()
 
@@ -251,26 +334,7 @@ class JSONErrorMixin(RequestHandler):
         exceptions (``kwargs["exc_info"]``) and for direct ``send_error()``
         calls. It never raises.
         """
-        try:
-            if _no_body(status_code):
-                self.finish()
-                return
-            problem = self.build_problem(status_code, kwargs.get("exc_info"))
-            body = _json.dumps(problem)
-        except Exception:
-            _log.error(
-                "could not render the problem document for %d %s",
-                status_code,
-                self.request.path,
-                exc_info=True,
-            )
-            self._write_fallback(status_code)
-            return
-        self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
-        try:
-            self.finish(body)
-        except Exception:  # e.g. the connection failed while writing
-            _log.error("could not send the problem document", exc_info=True)
+        write_problem(self, status_code, kwargs.get("exc_info"), self.build_problem)
 
     def build_problem(self, status_code: int, exc_info: Any = None) -> dict[str, Any]:
         """Return the problem members for this error (override to add members).
@@ -278,45 +342,7 @@ class JSONErrorMixin(RequestHandler):
         Also applies an :class:`APIError`'s headers and sets ``Allow`` on a
         405. Called by :meth:`write_error`; an exception here is caught there.
         """
-        exception = exc_info[1] if exc_info else None
-        problem: dict[str, Any]
-        if isinstance(exception, APIError):
-            exception.apply_headers(self)
-            problem = exception.problem(self.request.path)
-        else:
-            problem = {
-                "type": "about:blank",
-                "title": self._reason,
-                "status": status_code,
-                "instance": self.request.path,
-            }
-            serve_traceback = bool(self.settings.get("serve_traceback"))
-            if isinstance(exception, HTTPError):
-                # log_message is server-side only unless serve_traceback is on.
-                if serve_traceback and exception.log_message:
-                    problem["detail"] = exception.get_message()
-                elif status_code == 500:
-                    problem["detail"] = _INTERNAL_DETAIL
-            elif status_code == 500:
-                problem["detail"] = _INTERNAL_DETAIL
-            if serve_traceback and exc_info and exception is not None:
-                problem["traceback"] = "".join(traceback.format_exception(*exc_info))
-        if status_code == 405 and "Allow" not in self._headers:
-            self.set_header("Allow", _allowed_methods(self))
-        request_id = getattr(self, "request_id", None)
-        if request_id:
-            problem["request_id"] = request_id
-        return problem
-
-    def _write_fallback(self, status_code: int) -> None:
-        if self._finished:
-            return
-        try:
-            self._write_buffer = []
-            self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
-            self.finish(_fallback_body(status_code))
-        except Exception:
-            _log.error("could not send the fallback problem document", exc_info=True)
+        return build_problem(self, status_code, exc_info)
 
     def _abort_partial_response(self, status_code: int, kwargs: dict[str, Any]) -> None:
         # The status line and headers are on the wire: we cannot report the

@@ -18,6 +18,10 @@ Every handler that uses one of these mixins is registered in the
 application's connection registry while it is open, so that the shutdown hook
 (:func:`tornado_kit._lifecycle.shutdown`, called by ``serve()`` and the
 testing plugin) closes it with code 1001 "Going Away" (RFC 6455 §7.4.1).
+For each of them, a refused handshake is an RFC 9457 problem document, and
+``max_pending_bytes`` bounds every write to the connection: a client that
+stops reading is closed with 1013 "Try Again Later" (see
+:class:`~tornado_kit._ws_base.TrackedWebSocket`).
 
 Shared state (the heartbeat timer, the rooms, the relay subscriptions) lives
 in the application's :class:`~tornado_kit._lifecycle.AppState`, never in
@@ -28,20 +32,17 @@ it by accident.
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
-from collections.abc import Awaitable, Collection, Coroutine
-from types import TracebackType
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from tornado_kit import _json
-from tornado_kit._access import add_access_field
 from tornado_kit._lifecycle import state_for
 from tornado_kit._origins import parse_origin, parse_pattern, same_host
 from tornado_kit._settings import resolve
+from tornado_kit._ws_base import TrackedWebSocket
+from tornado_kit._ws_handshake import CROSS_ORIGIN_DETAIL
 from tornado_kit._ws_runtime import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -53,7 +54,7 @@ from tornado_kit._ws_runtime import (
     WSState,
     done_future,
     envelope,
-    retrieve,
+    log,
     ws_state,
 )
 from tornado_kit.broker import LocalBroker, broker_for
@@ -67,83 +68,11 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# The shared base: registration for shutdown and cleanup
-# ---------------------------------------------------------------------------
-
-
-class _TrackedWebSocket(WebSocketHandler):
-    """Registers the handler in the app's connection registry while it is open.
-
-    Hooks that users do not normally override are used (``get``,
-    ``on_connection_close``, ``on_finish``), so a subclass's ``open`` and
-    ``on_close`` need not call ``super()``.
-    """
-
-    def get(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
-        # Not a coroutine itself: returning the parent's coroutine adds no
-        # frame per open connection.
-        state = state_for(self.application)
-        if state.shutting_down:
-            raise APIError(503, "server shutting down")
-        ws_state(self.application)
-        state.connections.add(self)
-        self._tk_register()
-        return super().get(*args, **kwargs)
-
-    def _tk_register(self) -> None:
-        """Called from the handshake: mixins hook per-connection setup here."""
-
-    def on_connection_close(self) -> None:
-        if self.get_status() == 101 and self.close_code is not None:
-            # Before super(): TimingMixin may emit the access record there.
-            add_access_field(self, "ws_close_code", self.close_code)
-        try:
-            super().on_connection_close()
-        finally:
-            self._tk_cleanup()
-
-    def on_finish(self) -> None:
-        super().on_finish()
-        if self.get_status() != 101:
-            # The handshake was refused (or failed): no connection to track.
-            self._tk_cleanup()
-
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().log_exception(typ, value, tb)
-        if self.get_status() == 101:
-            # Tornado logs an exception from open()/on_message() and aborts the
-            # connection; after a failed open() it never calls on_close(), so
-            # make sure the registries forget the connection.
-            IOLoop.current().add_callback(self._tk_reap)
-
-    def _tk_reap(self) -> None:
-        proto = self.ws_connection
-        stream = proto.stream if proto is not None else None
-        if stream is None or stream.closed():
-            self._tk_cleanup()
-
-    def _tk_cleanup(self) -> None:
-        ws: WSState | None = state_for(self.application).resources.get(STATE_KEY)
-        if ws is None or not ws.unregister(self):
-            return
-        if self.get_status() == 101:
-            # TimingMixin (when present) logs the connection when it ends.
-            log_access = getattr(self, "_tk_log_access", None)
-            if log_access is not None:
-                log_access()
-
-
-# ---------------------------------------------------------------------------
 # Public mixins
 # ---------------------------------------------------------------------------
 
 
-class HeartbeatMixin(_TrackedWebSocket):
+class HeartbeatMixin(TrackedWebSocket):
     """Ping every connection regularly; close the ones that stop answering.
 
     One timer per application (per distinct ``heartbeat_interval`` /
@@ -235,7 +164,7 @@ class HeartbeatMixin(_TrackedWebSocket):
                 beat.latency = now - beat.sent
 
 
-class JSONMessageMixin(_TrackedWebSocket):
+class JSONMessageMixin(TrackedWebSocket):
     """Decode every text message as a JSON object and hand it to :meth:`on_json`.
 
     A message that is not valid JSON, is nested too deeply, is not an object,
@@ -273,6 +202,9 @@ class JSONMessageMixin(_TrackedWebSocket):
             return None
         try:
             data = _json.loads(message)
+        except _json.LoneSurrogateError:
+            self.send_json_error(400, "message contains a lone surrogate (invalid Unicode)")
+            return None
         except ValueError as exc:
             detail = "message is not valid JSON"
             if "deep" in str(exc) or "recursion" in str(exc).lower():
@@ -300,17 +232,19 @@ class JSONMessageMixin(_TrackedWebSocket):
     def send_json_error(self, status: int, detail: str | None) -> None:
         """Send ``{"error": {"status": status, "detail": detail}}``; never raises.
 
-        Does nothing when the connection is already closing.
+        Does nothing when the connection is already closing, or closes it
+        (1013) when the client is not reading (see ``max_pending_bytes``).
+        A *detail* that JSON cannot carry is logged and left out.
         """
-        message = _json.dumps_str({"error": {"status": status, "detail": detail}})
         try:
-            future = self.write_message(message)
-        except (WebSocketClosedError, StreamClosedError):
-            return
-        future.add_done_callback(retrieve)
+            message = _json.dumps({"error": {"status": status, "detail": detail}})
+        except (TypeError, ValueError):
+            log.error("cannot encode the error detail for status %s; sent without it", status)
+            message = _json.dumps({"error": {"status": status}})
+        self._tk_send_text(message)
 
 
-class BroadcastMixin(_TrackedWebSocket):
+class BroadcastMixin(TrackedWebSocket):
     """Rooms: :meth:`join`, :meth:`leave` and :meth:`broadcast` to every member.
 
     :meth:`broadcast` encodes the message once (``str`` as text, ``bytes`` as
@@ -318,8 +252,9 @@ class BroadcastMixin(_TrackedWebSocket):
     writes it to every member's socket without a task or future per
     connection. Members that are closing are skipped silently. A member whose
     unsent data would exceed ``max_pending_bytes`` (default 1 MiB; class
-    attribute or setting) is closed with 1013 "Try Again Later" instead of
-    buffering without bound. Memberships end when the connection closes.
+    attribute or setting; it bounds every other write too) is closed with
+    1013 "Try Again Later" instead of buffering without bound. Memberships
+    end when the connection closes.
 
     Rooms span processes when the ``broker`` setting is a shared broker such
     as :class:`~tornado_kit.RedisBroker`: each process subscribes once per
@@ -338,8 +273,6 @@ class BroadcastMixin(_TrackedWebSocket):
 
     .. versionadded:: 0.1
     """
-
-    max_pending_bytes: int | None = None
 
     def join(self, room: str) -> asyncio.Future[None]:
         """Add this connection to *room*. Idempotent.
@@ -368,10 +301,11 @@ class BroadcastMixin(_TrackedWebSocket):
         ``str`` is sent as a text frame, ``bytes`` as a binary frame, any
         other value is JSON-encoded once. With ``exclude_self`` (the default)
         this connection does not receive its own message. Never raises for a
-        closed or closing recipient.
+        closed or closing recipient. A string holding a lone surrogate (not
+        Unicode text) raises ``ValueError`` before anything is sent.
         """
         if isinstance(message, str):
-            opcode, payload = 0x1, message.encode("utf-8")
+            opcode, payload = 0x1, _json.encode_utf8(message, "the broadcast message")
         elif isinstance(message, (bytes, bytearray, memoryview)):
             opcode, payload = 0x2, bytes(message)
         else:
@@ -385,7 +319,7 @@ class BroadcastMixin(_TrackedWebSocket):
         await broker.publish(ROOM_TOPIC_PREFIX + room, envelope(opcode, origin, payload))
 
 
-class AllowedOriginsMixin(_TrackedWebSocket):
+class AllowedOriginsMixin(TrackedWebSocket):
     """Accept WebSocket handshakes only from listed origins.
 
     ``allowed_origins`` (class attribute or application setting) holds exact
@@ -397,9 +331,9 @@ class AllowedOriginsMixin(_TrackedWebSocket):
     (an ``Origin`` equal to the ``Host`` is accepted), and a request without
     an ``Origin`` header (a non-browser client) is accepted, as in Tornado.
 
-    A refused or malformed ``Origin`` gets a 403 at the handshake (an
-    :class:`~tornado_kit.APIError`, rendered as problem details by
-    :class:`~tornado_kit.JSONErrorMixin`), never a 500. ``"null"`` (an opaque
+    A refused or malformed ``Origin`` gets a 403 problem document at the
+    handshake (with or without :class:`~tornado_kit.JSONErrorMixin`), never
+    a 500. ``"null"`` (an opaque
     origin) is never accepted by a pattern. Without ``allowed_origins``,
     Tornado's rule applies unchanged.
 
@@ -421,20 +355,14 @@ class AllowedOriginsMixin(_TrackedWebSocket):
             patterns = [patterns]
         return [parse_pattern(p) for p in patterns]
 
-    def get(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, None]:
+    def _tk_origin_refusal(self) -> APIError | None:
         rules = self._tk_origin_rules()
         origin = self.request.headers.get("Origin")
-        if origin is not None:
-            if rules is None:
-                # Tornado's own check parses the origin unguarded (a 500 for
-                # e.g. "https://[::1"): refuse what it cannot parse.
-                try:
-                    urllib.parse.urlsplit(origin)
-                except ValueError:
-                    raise APIError(403, "malformed Origin header") from None
-            elif not self._tk_origin_ok(origin, rules):
-                raise APIError(403, "cross-origin WebSocket not allowed")
-        return super().get(*args, **kwargs)
+        if rules is not None and origin is not None and not self._tk_origin_ok(origin, rules):
+            return APIError(403, CROSS_ORIGIN_DETAIL)
+        # Then Tornado's rule, which calls check_origin (below) and guards
+        # against an Origin it cannot parse.
+        return super()._tk_origin_refusal()
 
     def check_origin(self, origin: str) -> bool:
         """Return whether *origin* may open a WebSocket (runs at the handshake)."""
