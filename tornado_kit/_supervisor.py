@@ -13,7 +13,22 @@ The parent binds the sockets (in :func:`tornado_kit.serve`), then
   cap of ``max_restarts`` per minute; a worker that fails to *start*
   (status :data:`EXIT_STARTUP_FAILED`) stops everything instead;
 * each worker asks Linux for SIGTERM when the supervisor dies
-  (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems.
+  (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems;
+* each worker runs in a process group of its own, which its descendants
+  (a process pool, its forkserver and resource tracker, subprocesses)
+  inherit. When a worker exits, for whatever reason, what is left of its
+  group gets SIGTERM, and SIGKILL ``_SWEEP_GRACE`` seconds later. On Linux
+  the supervisor is also a child subreaper (``PR_SET_CHILD_SUBREAPER``): the
+  orphans of a dead worker are reparented to it rather than to init, and it
+  reaps them. So no descendant of a worker outlives ``serve()``, even after a
+  SIGKILLed worker. The signal goes to the group while the worker's zombie
+  still holds the group id (the exit is seen with ``WNOWAIT``), so that it
+  cannot reach a new group that reused the number.
+
+Only with several processes: a ``processes=1`` server keeps the process group
+it was started in, so that a terminal's job control (Ctrl-Z, ``fg``) keeps
+working. A worker's own group means a terminal's Ctrl-C reaches the
+supervisor only, which stops the workers itself (as it already did).
 """
 
 from __future__ import annotations
@@ -38,6 +53,15 @@ EXIT_STARTUP_FAILED = 3
 _KILL_MARGIN = 5.0
 #: The window over which ``max_restarts`` is counted.
 _RESTART_WINDOW = 60.0
+#: Seconds what is left of an exited worker's process group gets after SIGTERM
+#: before SIGKILL (the resource tracker ignores SIGTERM: it exits, after
+#: unlinking what the pool left, once every other process of the group is gone).
+_SWEEP_GRACE = 2.0
+#: How often the supervisor checks a process group it is sweeping.
+_SWEEP_POLL = 0.05
+#: prctl(2) options (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker(Protocol):
@@ -64,17 +88,28 @@ def flush_logs() -> None:
 
 def set_parent_death_signal() -> None:
     """Ask Linux to SIGTERM this process when its parent dies (prctl(2))."""
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def set_child_subreaper(enabled: bool) -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True if it is."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, int(enabled))
+
+
+def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
-            log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    except (OSError, AttributeError):  # no libc symbol: the getppid check remains
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+        if libc.prctl(option, value, 0, 0, 0) != 0:
+            log.debug("prctl(%d, %d) failed: errno %d", option, value, ctypes.get_errno())
+            return False
+    except (OSError, AttributeError):  # no libc symbol: the fallbacks remain
+        log.debug("prctl(%d) unavailable", option, exc_info=True)
+        return False
+    return True
 
 
 class Supervisor:
@@ -101,7 +136,10 @@ class Supervisor:
         self.bind = bind
         self.shutdown_timeout = shutdown_timeout
         self.max_restarts = max_restarts
-        self.children: dict[int, int] = {}  # pid -> worker index
+        self.children: dict[int, int] = {}  # pid (= its process group) -> worker index
+        # Process groups of exited workers still being emptied -> (deadline, killed)
+        self.sweeps: dict[int, tuple[float, bool]] = {}
+        self.subreaper = False
         self.pending: dict[int, float] = {}  # worker index -> restart time
         self.restarts: deque[float] = deque()
         self.stopping = False
@@ -117,10 +155,11 @@ class Supervisor:
         watched = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
         previous = {s: signal.signal(s, _noop_handler) for s in watched}
         old_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        self.subreaper = set_child_subreaper(True)
         try:
             for index in range(self.processes):
                 self._spawn(index, parent_pid, (rfd, wfd), previous)
-            while self.children or (self.pending and not self.stopping):
+            while self.children or self.sweeps or (self.pending and not self.stopping):
                 with contextlib.suppress(InterruptedError):
                     select.select([rfd], [], [], self._select_timeout())
                 for signum in _drain_signals(rfd):
@@ -128,6 +167,7 @@ class Supervisor:
                         self._on_stop_signal(signum)
                 self._reap()
                 now = time.monotonic()
+                self._check_sweeps(now)
                 if not self.stopping:
                     for index, when in list(self.pending.items()):
                         if when <= now:
@@ -138,10 +178,12 @@ class Supervisor:
                         "worker(s) still alive %.1f s after SIGTERM: SIGKILL",
                         self.shutdown_timeout + _KILL_MARGIN,
                     )
-                    self._signal_children(signal.SIGKILL)
+                    self._kill_children()
                     self.killed = True
             return self.exit_code
         finally:
+            if self.subreaper:
+                set_child_subreaper(False)
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -151,6 +193,8 @@ class Supervisor:
 
     def _select_timeout(self) -> float:
         now = time.monotonic()
+        if self.sweeps:  # the last process of a group may not be our child: poll
+            return _SWEEP_POLL
         if self.stopping:
             return max(0.0, min(1.0, self.stop_deadline - now)) if not self.killed else 1.0
         if self.pending:
@@ -177,12 +221,18 @@ class Supervisor:
             if pid != 0:  # the parent, also when fork() failed
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         if pid:
+            # Also set by the child itself: whichever runs first, the group
+            # exists before the supervisor may signal it.
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)
             self.children[pid] = index
             log.info("started worker %d (pid %d)", index, pid)
             return
         # In the child: never return into the caller's code.
         code = 1
         try:
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
             os.close(pipe[0])
             os.close(pipe[1])
@@ -205,7 +255,7 @@ class Supervisor:
         name = signal.Signals(signum).name
         if self.stopping:
             log.warning("second %s: killing the workers and exiting at once", name)
-            self._signal_children(signal.SIGKILL)
+            self._kill_children()
             self.killed = True
             self.exit_code = 128 + signum
             return
@@ -230,16 +280,72 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    def _reap(self) -> None:
-        for pid in list(self.children):
+    def _kill_children(self) -> None:
+        """SIGKILL every worker with its whole process group (a forced stop)."""
+        for pid in self.children:
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # not a group of its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        """Reap the workers that exited, and the orphans that came back to us."""
+        for worker in list(self.children):
+            exited, status = _exited(worker)
+            if exited:
+                self._worker_exited(worker, status)
+        if not self.subreaper:
+            return
+        for pgid in [*self.children, *self.sweeps]:
+            while (orphan := _exited_in_group(pgid)) is not None:
+                if orphan in self.children:  # the worker itself, exited just now
+                    self._worker_exited(orphan, None)
+                elif not _reap_pid(orphan):
+                    break
+
+    def _worker_exited(self, pid: int, status: int | None) -> None:
+        """Sweep the process group of worker *pid*, then reap it (*status*: reaped already)."""
+        # Before reaping: the worker's zombie holds its process group id, so
+        # the signal cannot reach a new group that reused the number.
+        self._sweep(pid)
+        if status is None:
+            try:
+                _, status = os.waitpid(pid, 0)
             except ChildProcessError:
-                done, status = pid, 0
-            if done == 0:
+                status = 0
+        index = self.children.pop(pid)
+        self._on_exit(index, pid, status)
+
+    def _sweep(self, pgid: int) -> None:
+        """SIGTERM what is left of an exited worker's process group; SIGKILL it later."""
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):  # empty, or not a group of ours
+            return
+        self.sweeps[pgid] = (time.monotonic() + _SWEEP_GRACE, False)
+
+    def _check_sweeps(self, now: float) -> None:
+        for pgid, (deadline, killed) in list(self.sweeps.items()):
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                del self.sweeps[pgid]  # the group is empty
                 continue
-            index = self.children.pop(pid)
-            self._on_exit(index, pid, status)
+            if now < deadline:
+                continue
+            if killed:
+                log.warning("processes of worker group %d survive SIGKILL: giving up", pgid)
+                del self.sweeps[pgid]
+                continue
+            log.warning(
+                "processes of exited worker %d still alive %.1f s after SIGTERM: SIGKILL",
+                pgid,
+                _SWEEP_GRACE,
+            )
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            self.sweeps[pgid] = (now + _SWEEP_GRACE, True)
 
     def _on_exit(self, index: int, pid: int, status: int) -> None:
         desc = _describe_status(status)
@@ -284,6 +390,43 @@ class Supervisor:
 
 def _noop_handler(signum: int, frame: object) -> None:
     """Installed so that the signal reaches the wakeup fd; the loop does the work."""
+
+
+def _exited(pid: int) -> tuple[bool, int | None]:
+    """Whether child *pid* has exited, without reaping it where ``waitid`` can.
+
+    ``(True, None)``: exited, still a zombie; ``(True, status)``: exited and
+    reaped (no ``os.waitid``, e.g. macOS, or the child is not ours any more).
+    """
+    waitid = getattr(os, "waitid", None)
+    if waitid is not None:
+        try:
+            info = waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True, 0
+        return info is not None, None
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True, 0
+    return bool(done), status
+
+
+def _exited_in_group(pgid: int) -> int | None:
+    """The pid of an exited child of ours in process group *pgid*, not reaped yet."""
+    try:
+        info = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # no child of ours in that group
+        return None
+    return None if info is None else info.si_pid
+
+
+def _reap_pid(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return bool(done)
 
 
 def _drain_signals(fd: int) -> list[int]:

@@ -52,7 +52,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tornado_kit._access import add_access_field
+from tornado_kit._compat import pool_processes
 from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+from tornado_kit._process_pool import close, make_pool, stop
 from tornado_kit._settings import resolve
 from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
@@ -311,7 +313,7 @@ class BoundedExecutor:
             ctx = _default_mp_context()
         elif isinstance(ctx, str):
             ctx = multiprocessing.get_context(ctx)
-        return concurrent.futures.ProcessPoolExecutor(self.max_workers, mp_context=ctx)
+        return make_pool(self.max_workers, ctx)
 
     def _job_done(self, future: concurrent.futures.Future[Any]) -> None:
         # Runs in a worker thread, the pool's management thread, or the caller.
@@ -352,27 +354,34 @@ class BoundedExecutor:
 
         Runs as the executor's shutdown callback when the server stops, after
         WebSockets and SSE streams are closed: requests still waiting on a job
-        get its result. If the surrounding shutdown times out (this coroutine is
-        cancelled), the jobs still waiting are cancelled and the pool is
-        released without waiting for the running ones; for a process pool the
-        workers still busy are terminated, so that a runaway job cannot keep the
-        process alive (a thread cannot be stopped: a stuck thread job still
-        delays interpreter exit).
+        get its result. A process pool's workers are then given a moment to
+        exit and terminated (then killed) if they have not, so that none
+        outlives the server. If the surrounding shutdown times out (this
+        coroutine is cancelled), the jobs still waiting are cancelled and the
+        pool is released without waiting for the running ones; for a process
+        pool the workers still busy are terminated, so that a runaway job
+        cannot keep the process alive (a thread cannot be stopped: a stuck
+        thread job still delays interpreter exit).
         """
         with self._lock:
             self._closed = True
             pool = self._pool
         if pool is None:
             return
-        finished = False
         try:
             while self._inflight:
                 await asyncio.sleep(0.01)
-            finished = True
-        finally:
-            if not finished and isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-                _terminate_workers(pool)  # before shutdown(), which forgets the workers
+        except BaseException:  # cancelled: the shutdown ran out of time
+            if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+                stop(pool_processes(pool))  # before shutdown(), which forgets the workers
             self.shutdown(wait=False, cancel_futures=True)
+            raise
+        with self._lock:
+            self._pool = None
+        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+            await close(pool)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -380,19 +389,6 @@ class BoundedExecutor:
             f"<BoundedExecutor {self.name!r} {self.kind} workers={self.max_workers} "
             f"pending<={self.max_pending} running={s['running']} queued={s['queued']}>"
         )
-
-
-def _terminate_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Stop the worker processes of *pool* whose jobs nobody waits for any more."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    # Before 3.14 there is no public way; ``_processes`` maps pid -> Process.
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.terminate()
 
 
 _ALWAYS_PICKLABLE = frozenset({bytes, str, int, float, bool, complex, type(None)})

@@ -48,9 +48,11 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from tornado_kit._compat import helper_pids
 from tornado_kit._draining import DrainingHTTPServer
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
+from tornado_kit._process_pool import stop_helpers
 from tornado_kit._supervisor import EXIT_STARTUP_FAILED, Supervisor, flush_logs
 
 __all__ = ["serve"]
@@ -295,6 +297,7 @@ class _Worker:
         handled = [signal.SIGTERM] if parent_pid is not None else [signal.SIGTERM, signal.SIGINT]
         restore = _install_signal_handlers(loop, handled, on_signal)
         parent_check = None
+        helpers = helper_pids()  # the multiprocessing helpers that are not ours to stop
         try:
             try:
                 if sockets is None:
@@ -330,6 +333,9 @@ class _Worker:
             if parent_check is not None:
                 parent_check.stop()
             restore()
+            # The executors are shut down: stop the forkserver and resource
+            # tracker their process pools started, so that none outlives us.
+            stop_helpers(helpers)
 
     async def _build_app(self) -> Application:
         app = self.app_factory()
