@@ -65,6 +65,12 @@ LoopKind = Literal["auto", "asyncio", "uvloop"]
 #: How often a worker checks that its parent is still alive (the portable
 #: fallback of ``PR_SET_PDEATHSIG``).
 _PARENT_CHECK_INTERVAL = 1.0
+#: The default of ``max_body_size``: the most a request may make a server buffer.
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: Tornado's default ``websocket_max_message_size``.
+_WEBSOCKET_MAX_MESSAGE = 10 * 1024 * 1024
+#: Read-buffer room beyond one body or frame: a header block and a read chunk.
+_READ_HEADROOM = 128 * 1024
 
 
 def serve(
@@ -78,6 +84,7 @@ def serve(
     xheaders: bool = False,
     loop: LoopKind = "asyncio",
     max_restarts: int = 10,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     http_server_options: dict[str, Any] | None = None,
     on_shutdown: Callable[[Application], Awaitable[None] | None] | None = None,
 ) -> None:
@@ -121,9 +128,20 @@ def serve(
         extra) or ``"auto"`` (uvloop when installed).
     :arg max_restarts: how many crashed workers the supervisor replaces within
         a minute; past that it stops every worker and exits with status 1.
+    :arg max_body_size: the largest request body, in bytes, that a serving
+        process accepts (default 10 MiB), whatever the route and whether or
+        not the request is authenticated. A request that declares a larger
+        ``Content-Length`` gets ``413 Content Too Large`` (problem+json) before
+        any of its body is read; a chunked body that grows past it is cut off
+        (a bare 400 and the connection closed). A ``@stream_request_body``
+        handler may allow more for its own requests with
+        ``self.request.connection.set_max_body_size(n)`` in ``prepare()``.
+        ``max_body_size`` in *http_server_options* wins over this argument.
     :arg http_server_options: further keyword arguments for
-        :class:`~tornado.httpserver.HTTPServer` (``max_body_size``,
-        ``idle_connection_timeout``, ``ssl_options``...).
+        :class:`~tornado.httpserver.HTTPServer` (``idle_connection_timeout``,
+        ``ssl_options``...). Unless given here, ``max_buffer_size`` (how much a
+        connection may read ahead) is set to the larger of ``max_body_size``
+        and the app's ``websocket_max_message_size``, plus room for headers.
     :arg on_shutdown: ``on_shutdown(app)`` (sync or async) runs in each
         serving process once its connections are closed, just before it
         exits: release what your factory opened (a database, a broker you
@@ -151,6 +169,10 @@ def serve(
         raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout}")
     if max_restarts < 0:
         raise ValueError(f"max_restarts must be >= 0, not {max_restarts}")
+    if not isinstance(max_body_size, int) or isinstance(max_body_size, bool):
+        raise TypeError(f"max_body_size must be an int, not {type(max_body_size).__name__}")
+    if max_body_size < 0:
+        raise ValueError(f"max_body_size must be >= 0, not {max_body_size}")
     _check_loop_kind(loop)
     try:
         asyncio.get_running_loop()
@@ -170,6 +192,7 @@ def serve(
 
     options = dict(http_server_options or {})
     options["xheaders"] = xheaders
+    options.setdefault("max_body_size", max_body_size)
     worker = _Worker(app_factory, options, shutdown_timeout, loop, on_shutdown)
     if processes == 1:
         sockets = bind_sockets(port, address, reuse_port=reuse_port)
@@ -309,7 +332,7 @@ class _Worker:
                 if parent_pid is not None:
                     log.error("worker %d failed to start", os.getpid(), exc_info=True)
                 return EXIT_STARTUP_FAILED
-            server = DrainingHTTPServer(app, **self.server_options)
+            server = DrainingHTTPServer(app, **_with_buffer_size(self.server_options, app))
             server.add_sockets(sockets)
             if parent_pid is not None:
 
@@ -372,6 +395,19 @@ class _Worker:
             except Exception:
                 log.exception("on_shutdown callback %s failed", _describe(self.on_shutdown))
         log.info("process %d stopped", os.getpid())
+
+
+def _with_buffer_size(options: dict[str, Any], app: Application) -> dict[str, Any]:
+    """*options* with a ``max_buffer_size`` that fits one body or WebSocket frame.
+
+    Tornado's IOStream default is 100 MB; a WebSocket frame is read whole, so
+    the buffer must hold the largest message the app accepts.
+    """
+    if "max_buffer_size" in options or options.get("max_body_size") is None:
+        return options
+    message = app.settings.get("websocket_max_message_size", _WEBSOCKET_MAX_MESSAGE)
+    largest = max(int(options["max_body_size"]), int(message or 0))
+    return {**options, "max_buffer_size": largest + _READ_HEADROOM}
 
 
 def _install_signal_handlers(
