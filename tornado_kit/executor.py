@@ -49,6 +49,7 @@ import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tornado_kit._access import add_access_field
@@ -59,8 +60,6 @@ from tornado_kit._settings import resolve
 from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 if TYPE_CHECKING:
-    from multiprocessing.context import BaseContext
-
     from tornado.web import Application
 
 __all__ = [
@@ -114,6 +113,19 @@ def _cpu_count() -> int:
     getter = getattr(os, "process_cpu_count", None)  # Python 3.13+: honours affinity
     count = getter() if getter is not None else os.cpu_count()
     return count or 1
+
+
+def _check_type(name: str, value: object, kind: type, *, optional: bool = False) -> None:
+    """``TypeError`` naming the parameter when *value* is not a *kind* (bools are no ints)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = f"{kind.__name__} or None" if optional else kind.__name__
+        raise TypeError(f"{name} must be {_article(expected)}, not {type(value).__name__}")
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _default_mp_context() -> BaseContext:
@@ -179,8 +191,26 @@ class BoundedExecutor:
         retry_after: int = 1,
         mp_context: BaseContext | str | None = None,
     ) -> None:
+        _check_type("kind", kind, str)
         if kind not in ("thread", "process"):
             raise ValueError(f"kind must be 'thread' or 'process', not {kind!r}")
+        _check_type("max_workers", max_workers, int, optional=True)
+        _check_type("max_pending", max_pending, int, optional=True)
+        _check_type("retry_after", retry_after, int)
+        _check_type("name", name, str, optional=True)
+        if not (mp_context is None or isinstance(mp_context, (str, BaseContext))):
+            raise TypeError(
+                "mp_context must be a multiprocessing context or a start method name, "
+                f"not {type(mp_context).__name__}"
+            )
+        if (
+            isinstance(mp_context, str)
+            and mp_context not in multiprocessing.get_all_start_methods()
+        ):
+            raise ValueError(
+                f"mp_context {mp_context!r} is not a start method of this platform "
+                f"({', '.join(multiprocessing.get_all_start_methods())})"
+            )
         if max_workers is None:
             max_workers = min(32, _cpu_count() + 4) if kind == "thread" else _cpu_count()
         if max_workers < 1:
