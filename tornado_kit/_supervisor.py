@@ -14,16 +14,10 @@ The parent binds the sockets (in :func:`tornado_kit.serve`), then
   (status :data:`EXIT_STARTUP_FAILED`) stops everything instead;
 * each worker asks Linux for SIGTERM when the supervisor dies
   (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems;
-* each worker runs in a process group of its own, which its descendants
-  (a process pool, its forkserver and resource tracker, subprocesses)
-  inherit. When a worker exits, for whatever reason, what is left of its
-  group gets SIGTERM, and SIGKILL ``_SWEEP_GRACE`` seconds later. On Linux
-  the supervisor is also a child subreaper (``PR_SET_CHILD_SUBREAPER``): the
-  orphans of a dead worker are reparented to it rather than to init, and it
-  reaps them. So no descendant of a worker outlives ``serve()``, even after a
-  SIGKILLed worker. The signal goes to the group while the worker's zombie
-  still holds the group id (the exit is seen with ``WNOWAIT``), so that it
-  cannot reach a new group that reused the number.
+* each worker runs in a process group of its own, and the supervisor sweeps
+  what is left of it when the worker exits (see :mod:`tornado_kit._reaper`),
+  so that no descendant of a worker (a process pool, its forkserver and
+  resource tracker) outlives ``serve()``, even after a SIGKILLed worker.
 
 Only with several processes: a ``processes=1`` server keeps the process group
 it was started in, so that a terminal's job control (Ctrl-Z, ``fg``) keeps
@@ -44,6 +38,18 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from tornado_kit._reaper import (
+    PR_SET_PDEATHSIG,
+    SWEEP_POLL,
+    GroupSweeper,
+    exited,
+    exited_in_group,
+    kill_group,
+    prctl,
+    reap,
+    set_child_subreaper,
+)
+
 log = logging.getLogger("tornado_kit.server")
 
 #: A worker exits with this status when the app factory (or binding) failed:
@@ -53,15 +59,6 @@ EXIT_STARTUP_FAILED = 3
 _KILL_MARGIN = 5.0
 #: The window over which ``max_restarts`` is counted.
 _RESTART_WINDOW = 60.0
-#: Seconds what is left of an exited worker's process group gets after SIGTERM
-#: before SIGKILL (the resource tracker ignores SIGTERM: it exits, after
-#: unlinking what the pool left, once every other process of the group is gone).
-_SWEEP_GRACE = 2.0
-#: How often the supervisor checks a process group it is sweeping.
-_SWEEP_POLL = 0.05
-#: prctl(2) options (linux/prctl.h).
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker(Protocol):
@@ -88,28 +85,7 @@ def flush_logs() -> None:
 
 def set_parent_death_signal() -> None:
     """Ask Linux to SIGTERM this process when its parent dies (prctl(2))."""
-    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
-
-def set_child_subreaper(enabled: bool) -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux); True if it is."""
-    return _prctl(_PR_SET_CHILD_SUBREAPER, int(enabled))
-
-
-def _prctl(option: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(option, value, 0, 0, 0) != 0:
-            log.debug("prctl(%d, %d) failed: errno %d", option, value, ctypes.get_errno())
-            return False
-    except (OSError, AttributeError):  # no libc symbol: the fallbacks remain
-        log.debug("prctl(%d) unavailable", option, exc_info=True)
-        return False
-    return True
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Supervisor:
@@ -137,8 +113,7 @@ class Supervisor:
         self.shutdown_timeout = shutdown_timeout
         self.max_restarts = max_restarts
         self.children: dict[int, int] = {}  # pid (= its process group) -> worker index
-        # Process groups of exited workers still being emptied -> (deadline, killed)
-        self.sweeps: dict[int, tuple[float, bool]] = {}
+        self.sweeper = GroupSweeper()  # process groups of exited workers
         self.subreaper = False
         self.pending: dict[int, float] = {}  # worker index -> restart time
         self.restarts: deque[float] = deque()
@@ -159,7 +134,7 @@ class Supervisor:
         try:
             for index in range(self.processes):
                 self._spawn(index, parent_pid, (rfd, wfd), previous)
-            while self.children or self.sweeps or (self.pending and not self.stopping):
+            while self.children or self.sweeper or (self.pending and not self.stopping):
                 with contextlib.suppress(InterruptedError):
                     select.select([rfd], [], [], self._select_timeout())
                 for signum in _drain_signals(rfd):
@@ -167,7 +142,7 @@ class Supervisor:
                         self._on_stop_signal(signum)
                 self._reap()
                 now = time.monotonic()
-                self._check_sweeps(now)
+                self.sweeper.check(now)
                 if not self.stopping:
                     for index, when in list(self.pending.items()):
                         if when <= now:
@@ -193,8 +168,8 @@ class Supervisor:
 
     def _select_timeout(self) -> float:
         now = time.monotonic()
-        if self.sweeps:  # the last process of a group may not be our child: poll
-            return _SWEEP_POLL
+        if self.sweeper:
+            return SWEEP_POLL
         if self.stopping:
             return max(0.0, min(1.0, self.stop_deadline - now)) if not self.killed else 1.0
         if self.pending:
@@ -275,40 +250,36 @@ class Supervisor:
         for sock in self.sockets or ():
             sock.close()
 
+    def _kill_children(self) -> None:
+        """SIGKILL every worker with its whole process group (a forced stop)."""
+        for pid in self.children:
+            kill_group(pid)
+
     def _signal_children(self, signum: int) -> None:
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    def _kill_children(self) -> None:
-        """SIGKILL every worker with its whole process group (a forced stop)."""
-        for pid in self.children:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):  # not a group of its own
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
     def _reap(self) -> None:
         """Reap the workers that exited, and the orphans that came back to us."""
         for worker in list(self.children):
-            exited, status = _exited(worker)
-            if exited:
+            done, status = exited(worker)
+            if done:
                 self._worker_exited(worker, status)
         if not self.subreaper:
             return
-        for pgid in [*self.children, *self.sweeps]:
-            while (orphan := _exited_in_group(pgid)) is not None:
+        for pgid in [*self.children, *self.sweeper.groups]:
+            while (orphan := exited_in_group(pgid)) is not None:
                 if orphan in self.children:  # the worker itself, exited just now
                     self._worker_exited(orphan, None)
-                elif not _reap_pid(orphan):
+                elif not reap(orphan):
                     break
 
     def _worker_exited(self, pid: int, status: int | None) -> None:
         """Sweep the process group of worker *pid*, then reap it (*status*: reaped already)."""
         # Before reaping: the worker's zombie holds its process group id, so
         # the signal cannot reach a new group that reused the number.
-        self._sweep(pid)
+        self.sweeper.sweep(pid)
         if status is None:
             try:
                 _, status = os.waitpid(pid, 0)
@@ -316,36 +287,6 @@ class Supervisor:
                 status = 0
         index = self.children.pop(pid)
         self._on_exit(index, pid, status)
-
-    def _sweep(self, pgid: int) -> None:
-        """SIGTERM what is left of an exited worker's process group; SIGKILL it later."""
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):  # empty, or not a group of ours
-            return
-        self.sweeps[pgid] = (time.monotonic() + _SWEEP_GRACE, False)
-
-    def _check_sweeps(self, now: float) -> None:
-        for pgid, (deadline, killed) in list(self.sweeps.items()):
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                del self.sweeps[pgid]  # the group is empty
-                continue
-            if now < deadline:
-                continue
-            if killed:
-                log.warning("processes of worker group %d survive SIGKILL: giving up", pgid)
-                del self.sweeps[pgid]
-                continue
-            log.warning(
-                "processes of exited worker %d still alive %.1f s after SIGTERM: SIGKILL",
-                pgid,
-                _SWEEP_GRACE,
-            )
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            self.sweeps[pgid] = (now + _SWEEP_GRACE, True)
 
     def _on_exit(self, index: int, pid: int, status: int) -> None:
         desc = _describe_status(status)
@@ -390,43 +331,6 @@ class Supervisor:
 
 def _noop_handler(signum: int, frame: object) -> None:
     """Installed so that the signal reaches the wakeup fd; the loop does the work."""
-
-
-def _exited(pid: int) -> tuple[bool, int | None]:
-    """Whether child *pid* has exited, without reaping it where ``waitid`` can.
-
-    ``(True, None)``: exited, still a zombie; ``(True, status)``: exited and
-    reaped (no ``os.waitid``, e.g. macOS, or the child is not ours any more).
-    """
-    waitid = getattr(os, "waitid", None)
-    if waitid is not None:
-        try:
-            info = waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True, 0
-        return info is not None, None
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True, 0
-    return bool(done), status
-
-
-def _exited_in_group(pgid: int) -> int | None:
-    """The pid of an exited child of ours in process group *pgid*, not reaped yet."""
-    try:
-        info = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # no child of ours in that group
-        return None
-    return None if info is None else info.si_pid
-
-
-def _reap_pid(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return bool(done)
 
 
 def _drain_signals(fd: int) -> list[int]:
