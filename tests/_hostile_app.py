@@ -12,6 +12,8 @@
 - ``/private`` needs a bearer token (``secret-token``);
 - ``/stream-big`` is a ``@stream_request_body`` handler that raises its own
   limit to 64 MiB in ``prepare()`` and counts what it receives;
+- ``/stream-private`` is a streaming handler that needs a token (401 in
+  ``prepare()``);
 - anything else is a problem+json 404.
 """
 
@@ -73,6 +75,17 @@ class StreamBigHandler(JSONErrorMixin, RequestHandler):
         self.write({"length": self.received})
 
 
+@stream_request_body
+class StreamPrivateHandler(TokenAuthMixin, JSONErrorMixin, RequestHandler):
+    """Answers 401 in prepare(), before any of the body arrives."""
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+    def post(self) -> None:
+        self.write({"ok": True})
+
+
 def make_app() -> Application:
     return Application(
         [
@@ -81,6 +94,7 @@ def make_app() -> Application:
             (r"/echo-length", EchoLengthHandler),
             (r"/private", PrivateHandler),
             (r"/stream-big", StreamBigHandler),
+            (r"/stream-private", StreamPrivateHandler),
         ],
         executor=BoundedExecutor(max_workers=1, kind="process"),
         token_verifier=StaticTokenVerifier({"secret-token": {"sub": "tester"}}),

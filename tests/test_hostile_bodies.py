@@ -25,7 +25,7 @@ from tornado.web import Application
 
 from tests._hostile_app import STREAM_LIMIT
 from tests.test_server import Served
-from tornado_kit.server import DEFAULT_MAX_BODY_SIZE, _with_buffer_size
+from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE, with_buffer_size
 
 pytestmark = pytest.mark.slow
 
@@ -235,6 +235,20 @@ def test_streaming_handler_may_raise_its_own_limit_in_prepare(
     _assert_413(response, "/stream-big", STREAM_LIMIT + 1, STREAM_LIMIT)
 
 
+def test_an_answer_given_in_prepare_is_not_followed_by_another_response(
+    served: Callable[..., Served],
+) -> None:
+    # A streaming handler answered already (a 401 from prepare()) when the
+    # declared body turns out too large: that answer is flushed and the
+    # connection closed, with no 413 (nor Tornado's 400) written after it.
+    server = served()
+    response = _declare(server.port, "/stream-private", 11 * MIB)
+    status, _, problem = _problem(response)
+    assert status == "HTTP/1.1 401 Unauthorized"
+    assert problem["status"] == 401
+    assert response.count(b"HTTP/1.1 ") == 1
+
+
 def test_cli_rejects_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
     from tornado_kit.__main__ import main
 
@@ -255,11 +269,11 @@ def test_serve_rejects_a_bad_max_body_size(value: object, error: type[Exception]
 
 
 def test_read_buffer_fits_one_body_or_websocket_message() -> None:
-    small = _with_buffer_size({"max_body_size": 1000}, Application())
+    small = with_buffer_size({"max_body_size": 1000}, Application())
     assert small["max_buffer_size"] == 10 * MIB + 128 * 1024  # Tornado's WebSocket default
-    big = _with_buffer_size({"max_body_size": 50 * MIB}, Application())
+    big = with_buffer_size({"max_body_size": 50 * MIB}, Application())
     assert big["max_buffer_size"] == 50 * MIB + 128 * 1024
     ws = Application(websocket_max_message_size=20 * MIB)
-    assert _with_buffer_size({"max_body_size": MIB}, ws)["max_buffer_size"] == 20 * MIB + 128 * 1024
+    assert with_buffer_size({"max_body_size": MIB}, ws)["max_buffer_size"] == 20 * MIB + 128 * 1024
     explicit = {"max_body_size": MIB, "max_buffer_size": 4 * MIB}
-    assert _with_buffer_size(explicit, ws) == explicit
+    assert with_buffer_size(explicit, ws) == explicit

@@ -23,7 +23,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from tornado_kit.server import DEFAULT_MAX_BODY_SIZE, AppFactory, serve
+from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE
+from tornado_kit.server import AppFactory, serve
 
 # Dotted names of word characters ("examples.08_serve" is importable too).
 _MODULE_NAME = re.compile(r"\w+(\.\w+)*")

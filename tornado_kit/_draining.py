@@ -27,6 +27,7 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.web import Application
 
 from tornado_kit._compat import (
     connection_max_body_size,
@@ -38,6 +39,25 @@ from tornado_kit._json import dumps
 log = logging.getLogger("tornado_kit.server")
 
 _DIGITS = re.compile(r"[0-9]+")
+#: The default of ``serve(max_body_size=)``: the most a request may make a server buffer.
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: Tornado's default ``websocket_max_message_size``.
+_WEBSOCKET_MAX_MESSAGE = 10 * 1024 * 1024
+#: Read-buffer room beyond one body or frame: a header block and a read chunk.
+_READ_HEADROOM = 128 * 1024
+
+
+def with_buffer_size(options: dict[str, Any], app: Application) -> dict[str, Any]:
+    """*options* with a ``max_buffer_size`` that fits one body or WebSocket frame.
+
+    Tornado's IOStream default is 100 MB; a WebSocket frame is read whole, so
+    the buffer must hold the largest message the app accepts.
+    """
+    if "max_buffer_size" in options or options.get("max_body_size") is None:
+        return options
+    message = app.settings.get("websocket_max_message_size", _WEBSOCKET_MAX_MESSAGE)
+    largest = max(int(options["max_body_size"]), int(message or 0))
+    return {**options, "max_buffer_size": largest + _READ_HEADROOM}
 
 
 class DrainingHTTPServer(HTTPServer):

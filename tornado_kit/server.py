@@ -49,7 +49,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from tornado_kit._compat import helper_pids
-from tornado_kit._draining import DrainingHTTPServer
+from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE, DrainingHTTPServer, with_buffer_size
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
 from tornado_kit._process_pool import stop_helpers
@@ -65,12 +65,6 @@ LoopKind = Literal["auto", "asyncio", "uvloop"]
 #: How often a worker checks that its parent is still alive (the portable
 #: fallback of ``PR_SET_PDEATHSIG``).
 _PARENT_CHECK_INTERVAL = 1.0
-#: The default of ``max_body_size``: the most a request may make a server buffer.
-DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
-#: Tornado's default ``websocket_max_message_size``.
-_WEBSOCKET_MAX_MESSAGE = 10 * 1024 * 1024
-#: Read-buffer room beyond one body or frame: a header block and a read chunk.
-_READ_HEADROOM = 128 * 1024
 
 
 def serve(
@@ -332,7 +326,7 @@ class _Worker:
                 if parent_pid is not None:
                     log.error("worker %d failed to start", os.getpid(), exc_info=True)
                 return EXIT_STARTUP_FAILED
-            server = DrainingHTTPServer(app, **_with_buffer_size(self.server_options, app))
+            server = DrainingHTTPServer(app, **with_buffer_size(self.server_options, app))
             server.add_sockets(sockets)
             if parent_pid is not None:
 
@@ -395,19 +389,6 @@ class _Worker:
             except Exception:
                 log.exception("on_shutdown callback %s failed", _describe(self.on_shutdown))
         log.info("process %d stopped", os.getpid())
-
-
-def _with_buffer_size(options: dict[str, Any], app: Application) -> dict[str, Any]:
-    """*options* with a ``max_buffer_size`` that fits one body or WebSocket frame.
-
-    Tornado's IOStream default is 100 MB; a WebSocket frame is read whole, so
-    the buffer must hold the largest message the app accepts.
-    """
-    if "max_buffer_size" in options or options.get("max_body_size") is None:
-        return options
-    message = app.settings.get("websocket_max_message_size", _WEBSOCKET_MAX_MESSAGE)
-    largest = max(int(options["max_body_size"]), int(message or 0))
-    return {**options, "max_buffer_size": largest + _READ_HEADROOM}
 
 
 def _install_signal_handlers(
