@@ -232,10 +232,11 @@ class _TrackingDelegate(httputil.HTTPMessageDelegate):
         started = response_started(conn)
         if started is None or not isinstance(conn, HTTP1Connection) or conn.stream is None:
             return None  # unknown internals, or detached: Tornado answers 400
+        path = start_line.path.partition("?")[0]  # the query may hold secrets
         log.info(
             "413: %s %s declares a %d-byte body, over the limit of %d bytes",
             start_line.method,
-            start_line.path.partition("?")[0],
+            path,
             declared,
             limit,
         )
@@ -245,9 +246,7 @@ class _TrackingDelegate(httputil.HTTPMessageDelegate):
         self._delegate.on_connection_close()  # a streaming handler stops waiting
         if started:  # the handler answered already (in prepare): flush that and close
             return _write_and_close(stream, b"")
-        return _write_and_close(
-            stream, _problem_413(start_line.path.partition("?")[0], declared, limit)
-        )
+        return _write_and_close(stream, _problem_413(path, declared, limit))
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self._delegate.data_received(chunk)
