@@ -11,8 +11,9 @@ that gap from both ends:
 
 * :func:`watch_owner` is the pool's initializer: in every worker it starts
   one thread that ends the worker as soon as the owner is gone (a pidfd on
-  Linux, a one-second poll on other Unixes; not on Windows, where a pool
-  worker's pipes end with its owner), and makes the worker ignore SIGINT.
+  Linux, a one-second poll on other Unixes; not on Windows, where the poll's
+  ``os.kill(pid, 0)`` would terminate the owner), and makes the worker
+  ignore SIGINT.
   The owner decides when its workers stop: a terminal's Ctrl-C reaches the
   whole process group, and must not kill a job that the graceful shutdown is
   waiting for.
