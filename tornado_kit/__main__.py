@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from tornado_kit import __version__
+from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE
 from tornado_kit.server import AppFactory, serve
 
 # Dotted names of word characters ("examples.08_serve" is importable too).
@@ -102,6 +103,24 @@ def _processes(text: str) -> int:
     return value
 
 
+_SIZE = re.compile(r"([0-9]+) ?(?:([KMG])(?:iB|B)?|B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """Parse ``--max-body-size``: bytes, or a number with K, M or G (KiB, MiB, GiB).
+
+    ``"10485760"``, ``"512K"``, ``"2M"``, ``"1G"``; ``"2MiB"`` and ``"2mb"``
+    too (always binary units).
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (bytes, or a number with K, M or G, e.g. 10M)"
+        )
+    return int(match[1]) * _SIZE_UNITS[(match[2] or "").upper()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tornado-kit`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -133,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="time given to in-flight requests after SIGTERM (default 10)",
+    )
+    run.add_argument(
+        "--max-body-size",
+        type=byte_size,
+        default=DEFAULT_MAX_BODY_SIZE,
+        metavar="SIZE",
+        help="largest request body accepted, in bytes or with K/M/G (KiB/MiB/GiB); default 10M",
     )
     run.add_argument(
         "--reuse-port",
@@ -185,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_timeout=args.shutdown_timeout,
             reuse_port=args.reuse_port,
             xheaders=args.xheaders,
+            max_body_size=args.max_body_size,
             loop=args.loop,
         )
     except SystemExit as exc:

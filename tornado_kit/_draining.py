@@ -5,17 +5,59 @@ Used by :func:`tornado_kit.serve` for its graceful shutdown. Tornado's
 not, and nothing in Tornado tells an idle keep-alive connection from one with a
 request in flight (Tornado #1791); :class:`DrainingHTTPServer` keeps that
 bookkeeping through the public ``HTTPServerConnectionDelegate`` hooks.
+
+It also answers a request whose declared ``Content-Length`` exceeds the
+body size limit with ``413 Content Too Large`` (RFC 9110 §15.5.14) as
+problem+json (RFC 9457), before reading any of the body, where Tornado
+would answer a bare ``400 Bad Request``. The check runs after the handler's
+``headers_received``, so a ``@stream_request_body`` handler that raised its
+own limit in ``prepare()`` (``request.connection.set_max_body_size``) is
+judged by that limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Awaitable
 from typing import Any
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.web import Application
+
+from tornado_kit._compat import (
+    connection_max_body_size,
+    disconnect_after_response,
+    response_started,
+)
+from tornado_kit._json import dumps
+
+log = logging.getLogger("tornado_kit.server")
+
+_DIGITS = re.compile(r"[0-9]+")
+#: The default of ``serve(max_body_size=)``: the most a request may make a server buffer.
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: Tornado's default ``websocket_max_message_size``.
+_WEBSOCKET_MAX_MESSAGE = 10 * 1024 * 1024
+#: Read-buffer room beyond one body or frame: a header block and a read chunk.
+_READ_HEADROOM = 128 * 1024
+
+
+def with_buffer_size(options: dict[str, Any], app: Application) -> dict[str, Any]:
+    """*options* with a ``max_buffer_size`` that fits one body or WebSocket frame.
+
+    Tornado's IOStream default is 100 MB; a WebSocket frame is read whole, so
+    the buffer must hold the largest message the app accepts.
+    """
+    if "max_buffer_size" in options or options.get("max_body_size") is None:
+        return options
+    message = app.settings.get("websocket_max_message_size", _WEBSOCKET_MAX_MESSAGE)
+    largest = max(int(options["max_body_size"]), int(message or 0))
+    return {**options, "max_buffer_size": largest + _READ_HEADROOM}
 
 
 class DrainingHTTPServer(HTTPServer):
@@ -60,7 +102,8 @@ class DrainingHTTPServer(HTTPServer):
         self._idle.discard(server_conn)
         self._busy[server_conn] = request_conn
         if self._draining:
-            _disconnect_after_response(request_conn)
+            # "Connection: close" on the response, RFC 9112 §9.6
+            disconnect_after_response(request_conn)
 
     @property
     def in_flight(self) -> int:
@@ -74,7 +117,8 @@ class DrainingHTTPServer(HTTPServer):
         for server_conn in list(self._idle):
             _close_server_conn(server_conn)
         for request_conn in self._busy.values():
-            _disconnect_after_response(request_conn)
+            # "Connection: close" on the response, RFC 9112 §9.6
+            disconnect_after_response(request_conn)
         self._check_drained()
         if self._drained.is_set():  # nothing in flight: done, even with timeout 0
             return True
@@ -95,14 +139,51 @@ def _close_server_conn(server_conn: object) -> None:
         stream.close()
 
 
-def _disconnect_after_response(request_conn: httputil.HTTPConnection) -> None:
-    # Tell the client not to reuse the connection ("Connection: close" on the
-    # response, RFC 9112 §9.6) and close it once the response is written.
-    # HTTP1Connection decides this when it reads the request headers and keeps
-    # the decision in a private attribute; when it is missing (another Tornado
-    # version) the connection is still closed by start_request above.
-    if isinstance(request_conn, HTTP1Connection) and hasattr(request_conn, "_disconnect_on_finish"):
-        request_conn._disconnect_on_finish = True
+def _declared_length(headers: httputil.HTTPHeaders) -> int | None:
+    """The request's ``Content-Length`` when it is one plain number, else ``None``.
+
+    Repeated equal values (``5, 5``) count as one, as in Tornado; anything
+    else, and any ``Transfer-Encoding``, is left to Tornado to refuse.
+    """
+    value = headers.get("Content-Length")
+    if value is None or "Transfer-Encoding" in headers:
+        return None
+    pieces = {piece.strip() for piece in value.split(",")}
+    if len(pieces) != 1:
+        return None
+    (text,) = pieces
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
+def _problem_413(path: str, declared: int, limit: int) -> bytes:
+    body = dumps(
+        {
+            "type": "about:blank",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": f"the request body ({declared} bytes) is larger than the "
+            f"limit of {limit} bytes",
+            "instance": path,
+            "max_body_size": limit,
+        }
+    )
+    head = (
+        "HTTP/1.1 413 Content Too Large\r\n"
+        "Content-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("latin1") + body
+
+
+async def _write_and_close(stream: IOStream, data: bytes) -> None:
+    """Write *data* (or flush what is queued), then close: the body is never read."""
+    try:
+        await stream.write(data)
+    except StreamClosedError:
+        pass
+    finally:
+        stream.close()
 
 
 class _TrackingDelegate(httputil.HTTPMessageDelegate):
@@ -124,7 +205,48 @@ class _TrackingDelegate(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         self._server._request_started(self._server_conn, self._request_conn)
-        return self._delegate.headers_received(start_line, headers)
+        result = self._delegate.headers_received(start_line, headers)
+        declared = _declared_length(headers)
+        if declared is None or not isinstance(start_line, httputil.RequestStartLine):
+            return result
+        if result is None:
+            return self._refuse_if_too_large(start_line, declared)
+        return self._then_refuse_if_too_large(result, start_line, declared)
+
+    async def _then_refuse_if_too_large(
+        self, result: Awaitable[None], start_line: httputil.RequestStartLine, declared: int
+    ) -> None:
+        await result  # a @stream_request_body handler's prepare() has run
+        refusal = self._refuse_if_too_large(start_line, declared)
+        if refusal is not None:
+            await refusal
+
+    def _refuse_if_too_large(
+        self, start_line: httputil.RequestStartLine, declared: int
+    ) -> Awaitable[None] | None:
+        """Answer 413 and close when *declared* exceeds this request's limit."""
+        conn = self._request_conn
+        limit = connection_max_body_size(conn)
+        if limit is None or declared <= limit:
+            return None
+        started = response_started(conn)
+        if started is None or not isinstance(conn, HTTP1Connection) or conn.stream is None:
+            return None  # unknown internals, or detached: Tornado answers 400
+        path = start_line.path.partition("?")[0]  # the query may hold secrets
+        log.info(
+            "413: %s %s declares a %d-byte body, over the limit of %d bytes",
+            start_line.method,
+            path,
+            declared,
+            limit,
+        )
+        # Take the stream: Tornado then stops processing this request without
+        # reading its body (and sends no "100 Continue").
+        stream = conn.detach()
+        self._delegate.on_connection_close()  # a streaming handler stops waiting
+        if started:  # the handler answered already (in prepare): flush that and close
+            return _write_and_close(stream, b"")
+        return _write_and_close(stream, _problem_413(path, declared, limit))
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self._delegate.data_received(chunk)

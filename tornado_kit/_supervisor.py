@@ -13,7 +13,16 @@ The parent binds the sockets (in :func:`tornado_kit.serve`), then
   cap of ``max_restarts`` per minute; a worker that fails to *start*
   (status :data:`EXIT_STARTUP_FAILED`) stops everything instead;
 * each worker asks Linux for SIGTERM when the supervisor dies
-  (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems.
+  (``PR_SET_PDEATHSIG``), and checks ``getppid()`` itself on other systems;
+* each worker runs in a process group of its own, and the supervisor sweeps
+  what is left of it when the worker exits (see :mod:`tornado_kit._reaper`),
+  so that no descendant of a worker (a process pool, its forkserver and
+  resource tracker) outlives ``serve()``, even after a SIGKILLed worker.
+
+Only with several processes: a ``processes=1`` server keeps the process group
+it was started in, so that a terminal's job control (Ctrl-Z, ``fg``) keeps
+working. A worker's own group means a terminal's Ctrl-C reaches the
+supervisor only, which stops the workers itself (as it already did).
 """
 
 from __future__ import annotations
@@ -28,6 +37,18 @@ import sys
 import time
 from collections import deque
 from typing import Any, Protocol
+
+from tornado_kit._reaper import (
+    PR_SET_PDEATHSIG,
+    SWEEP_POLL,
+    GroupSweeper,
+    exited,
+    exited_in_group,
+    kill_group,
+    prctl,
+    reap,
+    set_child_subreaper,
+)
 
 log = logging.getLogger("tornado_kit.server")
 
@@ -64,17 +85,7 @@ def flush_logs() -> None:
 
 def set_parent_death_signal() -> None:
     """Ask Linux to SIGTERM this process when its parent dies (prctl(2))."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
-            log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    except (OSError, AttributeError):  # no libc symbol: the getppid check remains
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Supervisor:
@@ -101,7 +112,9 @@ class Supervisor:
         self.bind = bind
         self.shutdown_timeout = shutdown_timeout
         self.max_restarts = max_restarts
-        self.children: dict[int, int] = {}  # pid -> worker index
+        self.children: dict[int, int] = {}  # pid (= its process group) -> worker index
+        self.sweeper = GroupSweeper()  # process groups of exited workers
+        self.subreaper = False
         self.pending: dict[int, float] = {}  # worker index -> restart time
         self.restarts: deque[float] = deque()
         self.stopping = False
@@ -117,10 +130,11 @@ class Supervisor:
         watched = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
         previous = {s: signal.signal(s, _noop_handler) for s in watched}
         old_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        self.subreaper = set_child_subreaper(True)
         try:
             for index in range(self.processes):
                 self._spawn(index, parent_pid, (rfd, wfd), previous)
-            while self.children or (self.pending and not self.stopping):
+            while self.children or self.sweeper or (self.pending and not self.stopping):
                 with contextlib.suppress(InterruptedError):
                     select.select([rfd], [], [], self._select_timeout())
                 for signum in _drain_signals(rfd):
@@ -128,6 +142,7 @@ class Supervisor:
                         self._on_stop_signal(signum)
                 self._reap()
                 now = time.monotonic()
+                self.sweeper.check(now)
                 if not self.stopping:
                     for index, when in list(self.pending.items()):
                         if when <= now:
@@ -138,10 +153,12 @@ class Supervisor:
                         "worker(s) still alive %.1f s after SIGTERM: SIGKILL",
                         self.shutdown_timeout + _KILL_MARGIN,
                     )
-                    self._signal_children(signal.SIGKILL)
+                    self._kill_children()
                     self.killed = True
             return self.exit_code
         finally:
+            if self.subreaper:
+                set_child_subreaper(False)
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -151,6 +168,8 @@ class Supervisor:
 
     def _select_timeout(self) -> float:
         now = time.monotonic()
+        if self.sweeper:
+            return SWEEP_POLL
         if self.stopping:
             return max(0.0, min(1.0, self.stop_deadline - now)) if not self.killed else 1.0
         if self.pending:
@@ -177,12 +196,18 @@ class Supervisor:
             if pid != 0:  # the parent, also when fork() failed
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         if pid:
+            # Also set by the child itself: whichever runs first, the group
+            # exists before the supervisor may signal it.
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)
             self.children[pid] = index
             log.info("started worker %d (pid %d)", index, pid)
             return
         # In the child: never return into the caller's code.
         code = 1
         try:
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
             os.close(pipe[0])
             os.close(pipe[1])
@@ -205,7 +230,7 @@ class Supervisor:
         name = signal.Signals(signum).name
         if self.stopping:
             log.warning("second %s: killing the workers and exiting at once", name)
-            self._signal_children(signal.SIGKILL)
+            self._kill_children()
             self.killed = True
             self.exit_code = 128 + signum
             return
@@ -225,21 +250,43 @@ class Supervisor:
         for sock in self.sockets or ():
             sock.close()
 
+    def _kill_children(self) -> None:
+        """SIGKILL every worker with its whole process group (a forced stop)."""
+        for pid in self.children:
+            kill_group(pid)
+
     def _signal_children(self, signum: int) -> None:
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
     def _reap(self) -> None:
-        for pid in list(self.children):
+        """Reap the workers that exited, and the orphans that came back to us."""
+        for worker in list(self.children):
+            done, status = exited(worker)
+            if done:
+                self._worker_exited(worker, status)
+        if not self.subreaper:
+            return
+        for pgid in [*self.children, *self.sweeper.groups]:
+            while (orphan := exited_in_group(pgid)) is not None:
+                if orphan in self.children:  # the worker itself, exited just now
+                    self._worker_exited(orphan, None)
+                elif not reap(orphan):
+                    break
+
+    def _worker_exited(self, pid: int, status: int | None) -> None:
+        """Sweep the process group of worker *pid*, then reap it (*status*: reaped already)."""
+        # Before reaping: the worker's zombie holds its process group id, so
+        # the signal cannot reach a new group that reused the number.
+        self.sweeper.sweep(pid)
+        if status is None:
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                _, status = os.waitpid(pid, 0)
             except ChildProcessError:
-                done, status = pid, 0
-            if done == 0:
-                continue
-            index = self.children.pop(pid)
-            self._on_exit(index, pid, status)
+                status = 0
+        index = self.children.pop(pid)
+        self._on_exit(index, pid, status)
 
     def _on_exit(self, index: int, pid: int, status: int) -> None:
         desc = _describe_status(status)

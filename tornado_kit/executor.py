@@ -49,16 +49,17 @@ import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tornado_kit._access import add_access_field
+from tornado_kit._compat import pool_processes
 from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+from tornado_kit._process_pool import close, make_pool, stop
 from tornado_kit._settings import resolve
 from tornado_kit.errors import APIError, APIErrorHeadersMixin
 
 if TYPE_CHECKING:
-    from multiprocessing.context import BaseContext
-
     from tornado.web import Application
 
 __all__ = [
@@ -112,6 +113,19 @@ def _cpu_count() -> int:
     getter = getattr(os, "process_cpu_count", None)  # Python 3.13+: honours affinity
     count = getter() if getter is not None else os.cpu_count()
     return count or 1
+
+
+def _check_type(name: str, value: object, kind: type, *, optional: bool = False) -> None:
+    """``TypeError`` naming the parameter when *value* is not a *kind* (bools are no ints)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = f"{kind.__name__} or None" if optional else kind.__name__
+        raise TypeError(f"{name} must be {_article(expected)}, not {type(value).__name__}")
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _default_mp_context() -> BaseContext:
@@ -177,8 +191,26 @@ class BoundedExecutor:
         retry_after: int = 1,
         mp_context: BaseContext | str | None = None,
     ) -> None:
+        _check_type("kind", kind, str)
         if kind not in ("thread", "process"):
             raise ValueError(f"kind must be 'thread' or 'process', not {kind!r}")
+        _check_type("max_workers", max_workers, int, optional=True)
+        _check_type("max_pending", max_pending, int, optional=True)
+        _check_type("retry_after", retry_after, int)
+        _check_type("name", name, str, optional=True)
+        if not (mp_context is None or isinstance(mp_context, (str, BaseContext))):
+            raise TypeError(
+                "mp_context must be a multiprocessing context or a start method name, "
+                f"not {type(mp_context).__name__}"
+            )
+        if (
+            isinstance(mp_context, str)
+            and mp_context not in multiprocessing.get_all_start_methods()
+        ):
+            raise ValueError(
+                f"mp_context {mp_context!r} is not a start method of this platform "
+                f"({', '.join(multiprocessing.get_all_start_methods())})"
+            )
         if max_workers is None:
             max_workers = min(32, _cpu_count() + 4) if kind == "thread" else _cpu_count()
         if max_workers < 1:
@@ -311,7 +343,7 @@ class BoundedExecutor:
             ctx = _default_mp_context()
         elif isinstance(ctx, str):
             ctx = multiprocessing.get_context(ctx)
-        return concurrent.futures.ProcessPoolExecutor(self.max_workers, mp_context=ctx)
+        return make_pool(self.max_workers, ctx)
 
     def _job_done(self, future: concurrent.futures.Future[Any]) -> None:
         # Runs in a worker thread, the pool's management thread, or the caller.
@@ -352,27 +384,34 @@ class BoundedExecutor:
 
         Runs as the executor's shutdown callback when the server stops, after
         WebSockets and SSE streams are closed: requests still waiting on a job
-        get its result. If the surrounding shutdown times out (this coroutine is
-        cancelled), the jobs still waiting are cancelled and the pool is
-        released without waiting for the running ones; for a process pool the
-        workers still busy are terminated, so that a runaway job cannot keep the
-        process alive (a thread cannot be stopped: a stuck thread job still
-        delays interpreter exit).
+        get its result. A process pool's workers are then given a moment to
+        exit and terminated (then killed) if they have not, so that none
+        outlives the server. If the surrounding shutdown times out (this
+        coroutine is cancelled), the jobs still waiting are cancelled and the
+        pool is released without waiting for the running ones; for a process
+        pool the workers still busy are terminated, so that a runaway job
+        cannot keep the process alive (a thread cannot be stopped: a stuck
+        thread job still delays interpreter exit).
         """
         with self._lock:
             self._closed = True
             pool = self._pool
         if pool is None:
             return
-        finished = False
         try:
             while self._inflight:
                 await asyncio.sleep(0.01)
-            finished = True
-        finally:
-            if not finished and isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-                _terminate_workers(pool)  # before shutdown(), which forgets the workers
+        except BaseException:  # cancelled: the shutdown ran out of time
+            if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+                stop(pool_processes(pool))  # before shutdown(), which forgets the workers
             self.shutdown(wait=False, cancel_futures=True)
+            raise
+        with self._lock:
+            self._pool = None
+        if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+            await close(pool)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -380,19 +419,6 @@ class BoundedExecutor:
             f"<BoundedExecutor {self.name!r} {self.kind} workers={self.max_workers} "
             f"pending<={self.max_pending} running={s['running']} queued={s['queued']}>"
         )
-
-
-def _terminate_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Stop the worker processes of *pool* whose jobs nobody waits for any more."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    # Before 3.14 there is no public way; ``_processes`` maps pid -> Process.
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.terminate()
 
 
 _ALWAYS_PICKLABLE = frozenset({bytes, str, int, float, bool, complex, type(None)})

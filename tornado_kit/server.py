@@ -48,9 +48,11 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from tornado_kit._draining import DrainingHTTPServer
+from tornado_kit._compat import helper_pids
+from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE, DrainingHTTPServer, with_buffer_size
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
+from tornado_kit._process_pool import stop_helpers
 from tornado_kit._supervisor import EXIT_STARTUP_FAILED, Supervisor, flush_logs
 
 __all__ = ["serve"]
@@ -76,6 +78,7 @@ def serve(
     xheaders: bool = False,
     loop: LoopKind = "asyncio",
     max_restarts: int = 10,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     http_server_options: dict[str, Any] | None = None,
     on_shutdown: Callable[[Application], Awaitable[None] | None] | None = None,
 ) -> None:
@@ -119,9 +122,20 @@ def serve(
         extra) or ``"auto"`` (uvloop when installed).
     :arg max_restarts: how many crashed workers the supervisor replaces within
         a minute; past that it stops every worker and exits with status 1.
+    :arg max_body_size: the largest request body, in bytes, that a serving
+        process accepts (default 10 MiB), whatever the route and whether or
+        not the request is authenticated. A request that declares a larger
+        ``Content-Length`` gets ``413 Content Too Large`` (problem+json) before
+        any of its body is read; a chunked body that grows past it is cut off
+        (a bare 400 and the connection closed). A ``@stream_request_body``
+        handler may allow more for its own requests with
+        ``self.request.connection.set_max_body_size(n)`` in ``prepare()``.
+        ``max_body_size`` in *http_server_options* wins over this argument.
     :arg http_server_options: further keyword arguments for
-        :class:`~tornado.httpserver.HTTPServer` (``max_body_size``,
-        ``idle_connection_timeout``, ``ssl_options``...).
+        :class:`~tornado.httpserver.HTTPServer` (``idle_connection_timeout``,
+        ``ssl_options``...). Unless given here, ``max_buffer_size`` (how much a
+        connection may read ahead) is set to the larger of ``max_body_size``
+        and the app's ``websocket_max_message_size``, plus room for headers.
     :arg on_shutdown: ``on_shutdown(app)`` (sync or async) runs in each
         serving process once its connections are closed, just before it
         exits: release what your factory opened (a database, a broker you
@@ -149,6 +163,10 @@ def serve(
         raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout}")
     if max_restarts < 0:
         raise ValueError(f"max_restarts must be >= 0, not {max_restarts}")
+    if not isinstance(max_body_size, int) or isinstance(max_body_size, bool):
+        raise TypeError(f"max_body_size must be an int, not {type(max_body_size).__name__}")
+    if max_body_size < 0:
+        raise ValueError(f"max_body_size must be >= 0, not {max_body_size}")
     _check_loop_kind(loop)
     try:
         asyncio.get_running_loop()
@@ -168,6 +186,7 @@ def serve(
 
     options = dict(http_server_options or {})
     options["xheaders"] = xheaders
+    options.setdefault("max_body_size", max_body_size)
     worker = _Worker(app_factory, options, shutdown_timeout, loop, on_shutdown)
     if processes == 1:
         sockets = bind_sockets(port, address, reuse_port=reuse_port)
@@ -295,6 +314,7 @@ class _Worker:
         handled = [signal.SIGTERM] if parent_pid is not None else [signal.SIGTERM, signal.SIGINT]
         restore = _install_signal_handlers(loop, handled, on_signal)
         parent_check = None
+        helpers = helper_pids()  # the multiprocessing helpers that are not ours to stop
         try:
             try:
                 if sockets is None:
@@ -306,7 +326,7 @@ class _Worker:
                 if parent_pid is not None:
                     log.error("worker %d failed to start", os.getpid(), exc_info=True)
                 return EXIT_STARTUP_FAILED
-            server = DrainingHTTPServer(app, **self.server_options)
+            server = DrainingHTTPServer(app, **with_buffer_size(self.server_options, app))
             server.add_sockets(sockets)
             if parent_pid is not None:
 
@@ -330,6 +350,9 @@ class _Worker:
             if parent_check is not None:
                 parent_check.stop()
             restore()
+            # The executors are shut down: stop the forkserver and resource
+            # tracker their process pools started, so that none outlives us.
+            stop_helpers(helpers)
 
     async def _build_app(self) -> Application:
         app = self.app_factory()
