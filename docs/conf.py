@@ -94,6 +94,7 @@ nitpick_ignore = [
     ("py:class", "tornado_kit.timing._Span"),
     ("py:class", "Redis"),
     ("py:class", "BaseContext"),
+    ("py:class", "multiprocessing.context.BaseContext"),
 ]
 
 
