@@ -51,6 +51,7 @@ from tornado.web import Application
 from tornado_kit._draining import DrainingHTTPServer
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
+from tornado_kit._redact import install_for_settings
 from tornado_kit._supervisor import EXIT_STARTUP_FAILED, Supervisor, flush_logs
 
 __all__ = ["serve"]
@@ -340,6 +341,7 @@ class _Worker:
                 f"the app factory {_describe(self.app_factory)} returned {type(app).__name__!s}, "
                 "not a tornado.web.Application"
             )
+        install_for_settings(app.settings)  # its secret names, before the first request
         return app
 
     async def _shutdown(self, server: DrainingHTTPServer, app: Application) -> None:
