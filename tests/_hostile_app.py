@@ -81,6 +81,16 @@ class TimedRaises(TimingMixin, RequestHandler):
         raise KeyError(self.request.uri)
 
 
+class TimedOnFinishRaises(TimingMixin, RequestHandler):
+    """tornado-kit logs this exception itself (on ``tornado_kit.timing``)."""
+
+    def get(self) -> None:
+        self.write("ok")
+
+    def on_finish(self) -> None:
+        raise RuntimeError(f"after {self.request.uri}")
+
+
 class Heartbeat(HeartbeatMixin, WebSocketHandler):
     pass
 
@@ -116,6 +126,7 @@ def make_app(**settings: Any) -> Application:
             (r"/json", JSONBody),
             (r"/timed/ok", Timed),
             (r"/timed/raises", TimedRaises),
+            (r"/timed/on-finish-raises", TimedOnFinishRaises),
             (r"/metrics", MetricsHandler),
             (r"/static/(.*)", StaticFileHandler, {"path": str(STATIC_ROOT)}),
             (r"/ws/heartbeat", Heartbeat),

@@ -231,6 +231,7 @@ async def exercise_http(port: int, query: str, *, query_has_token: bool) -> None
         (f"/plain/http-error?{query}", 403, None),
         (f"/timed/ok?{query}", 200, None),
         (f"/timed/raises?{query}", 500, None),
+        (f"/timed/on-finish-raises?{query}", 200, None),
         (f"/metrics?{query}", 200, None),
         (f"/static/_hostile_app.py?{query}", 200, None),
         (f"/static/no-such-file?{query}", 404, None),
@@ -614,16 +615,30 @@ def test_record_without_equals_sign_is_passed_untouched() -> None:
     assert record.exc_text is None
 
 
-def test_one_filter_per_tornado_logger_and_names_are_added() -> None:
+def redaction_filters(name: str) -> list[QueryRedactionFilter]:
+    return [f for f in logging.getLogger(name).filters if isinstance(f, QueryRedactionFilter)]
+
+
+def test_one_filter_per_logger_and_names_are_added() -> None:
     install(("first_extra",))
     install(("second_extra",))
     install()
     for name in TORNADO_LOGGERS:
-        filters = [
-            f for f in logging.getLogger(name).filters if isinstance(f, QueryRedactionFilter)
-        ]
+        filters = redaction_filters(name)
         assert len(filters) == 1
         assert {"first_extra", "second_extra"} | DEFAULT_SECRET_NAMES <= filters[0].names
+
+
+def test_every_tornado_kit_logger_but_the_access_log_carries_the_filter() -> None:
+    # A module that adds a logger must add it to _redact.FILTERED_LOGGERS.
+    names = [
+        name
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.split(".")[0] == "tornado_kit"
+    ]
+    assert "tornado_kit.timing" in names
+    for name in names:
+        assert len(redaction_filters(name)) == (name != "tornado_kit.access"), name
 
 
 def test_one_default_list_design_names_and_0_1_names() -> None:

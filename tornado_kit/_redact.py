@@ -13,7 +13,8 @@ and compared case-insensitively, is a secret name has its value replaced by
   the access line of every handler without ``TimingMixin``, the warnings of
   ``log_exception``, the "Uncaught exception" line with its request repr and
   traceback. Tornado builds those lines itself, from ``request.uri``, so the
-  rendered text is what can be redacted.
+  rendered text is what can be redacted. The filter is on tornado-kit's own
+  loggers too, for the tracebacks of application code they log.
 """
 
 from __future__ import annotations
@@ -56,9 +57,28 @@ DEFAULT_SECRET_NAMES = frozenset(
     }
 )
 
-#: Tornado's loggers (``tornado.log``): ``access_log``, ``app_log``, ``gen_log``.
-TORNADO_LOGGERS = tuple(
-    logging.getLogger(name) for name in ("tornado.access", "tornado.application", "tornado.general")
+#: The loggers :class:`QueryRedactionFilter` is put on: Tornado's
+#: (``tornado.log``: ``access_log``, ``app_log``, ``gen_log``), and
+#: tornado-kit's own, whose lines can carry the traceback of an exception
+#: raised by application code (an ``on_finish`` override, an executor job, a
+#: shutdown callback) and so a URI in its message. Not ``tornado_kit.access``:
+#: its records are built redacted, one per request.
+FILTERED_LOGGERS = tuple(
+    logging.getLogger(name)
+    for name in (
+        "tornado.access",
+        "tornado.application",
+        "tornado.general",
+        "tornado_kit",
+        "tornado_kit.auth",
+        "tornado_kit.errors",
+        "tornado_kit.executor",
+        "tornado_kit.redis",
+        "tornado_kit.server",
+        "tornado_kit.sse",
+        "tornado_kit.timing",
+        "tornado_kit.websocket",
+    )
 )
 
 # A name in rendered text: the run of characters before "=" that holds no
@@ -223,7 +243,7 @@ class QueryRedactionFilter(logging.Filter):
 
     A logger's filters see only records created on that very logger, not
     those propagated from its children: :func:`install` puts this filter
-    on each of Tornado's three loggers.
+    on each of :data:`FILTERED_LOGGERS`.
     """
 
     def __init__(self, names: Iterable[str] = DEFAULT_SECRET_NAMES) -> None:
@@ -259,11 +279,11 @@ class QueryRedactionFilter(logging.Filter):
 
 
 def install(names: Iterable[str] = ()) -> None:
-    """Make sure Tornado's loggers redact the defaults and *names* (lower case).
+    """Make sure :data:`FILTERED_LOGGERS` redact the defaults and *names* (lower case).
 
-    Idempotent: each of Tornado's loggers gets at most one
-    :class:`QueryRedactionFilter` (found by type, one instance shared by the
-    three), and *names* are added to the names it has.
+    Idempotent: each logger gets at most one :class:`QueryRedactionFilter`
+    (found by type, one instance shared by all), and *names* are added to
+    the names it has.
 
     tornado-kit calls this when it is imported (the defaults), when a
     ``TimingMixin`` or ``TokenAuthMixin`` class is defined (its class
@@ -280,11 +300,11 @@ def install(names: Iterable[str] = ()) -> None:
     loggers.
     """
     wanted = frozenset(names)
-    filters = [_redaction_filter(logger) for logger in TORNADO_LOGGERS]
+    filters = [_redaction_filter(logger) for logger in FILTERED_LOGGERS]
     if all(f is not None and wanted <= f.names for f in filters):
         return
     shared = next((f for f in filters if f is not None), None) or QueryRedactionFilter()
-    for logger, found in zip(TORNADO_LOGGERS, filters, strict=True):
+    for logger, found in zip(FILTERED_LOGGERS, filters, strict=True):
         if found is None:
             logger.addFilter(shared)
             found = shared
