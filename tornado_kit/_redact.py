@@ -82,10 +82,12 @@ FILTERED_LOGGERS = tuple(
 )
 
 # A name in rendered text: the run of characters before "=" that holds no
-# space, "&", "=" or "?" (the look-behind makes it the whole run: "mytoken="
-# is not "token="). ASCII: "\xa0" is a character Tornado accepts in a request
-# target (obs-text), not a space.
-_PAIR = re.compile(r"(?<![^\s&=?])[^\s&=?]+=", re.ASCII)
+# space, "&", "=" or "?" ("mytoken=" is not "token="). It is read backwards
+# from each "=", in the reversed text: str.find and one anchored match per
+# "=" instead of a regex trying every position of a long traceback. ASCII:
+# "\xa0" is a character Tornado accepts in a request target (obs-text), not
+# a space.
+_NAME_BACKWARDS = re.compile(r"[^\s&=?]*", re.ASCII)
 # The run may start with the quotes and brackets of a repr, a sentence or
 # source code ("uri='/p?", "verify(token="): its part after the last of
 # those is a candidate name too (the whole run is one for "filter[key]").
@@ -137,27 +139,38 @@ def redact_text(text: str, names: Collection[str]) -> str:
     on the side of hiding more than :func:`redact_query_string` would.
     Returns *text* itself when nothing was replaced.
     """
-    if "=" not in text:
+    equals = text.find("=")
+    if equals < 0:
         return text
+    backwards = text[::-1]
+    size = len(text)
     pieces: list[str] = []
-    copied = pos = 0
-    search = _PAIR.search
-    while (match := search(text, pos)) is not None:
-        start = pos = match.end()
-        run = match.group()[:-1]
-        if not is_secret(run, names) and not is_secret(_SOFT_DELIMITER.split(run)[-1], names):
-            continue
-        found = _VALUE_END.search(text, start)
-        end = len(text) if found is None else found.start()
-        while end > start and text[end - 1] in _CLOSING:
-            end -= 1
-        if end > start:
-            pieces += (text[copied:start], REDACTED)
-            copied = pos = end
+    copied = 0
+    while equals >= 0:
+        start = equals + 1
+        # text[equals - 1] is backwards[size - equals]; "*" always matches.
+        name = _NAME_BACKWARDS.match(backwards, size - equals)
+        run = name.group()[::-1] if name else ""
+        if run and (is_secret(run, names) or _is_secret_after_delimiter(run, names)):
+            found = _VALUE_END.search(text, start)
+            end = size if found is None else found.start()
+            while end > start and text[end - 1] in _CLOSING:
+                end -= 1
+            if end > start:
+                pieces += (text[copied:start], REDACTED)
+                copied = end
+                equals = text.find("=", end)
+                continue
+        equals = text.find("=", start)
     if not pieces:
         return text
     pieces.append(text[copied:])
     return "".join(pieces)
+
+
+def _is_secret_after_delimiter(run: str, names: Collection[str]) -> bool:
+    parts = _SOFT_DELIMITER.split(run)
+    return len(parts) > 1 and is_secret(parts[-1], names)
 
 
 # -- names of an application and of a handler ------------------------------------
