@@ -843,8 +843,12 @@ def test_redact_query(uri: str, expected: str) -> None:
     assert redact_query(uri, {"access_token"}) == expected
 
 
-def test_redact_query_with_no_names_is_identity() -> None:
-    assert redact_query("/p?access_token=abc", ()) == "/p?access_token=abc"
+def test_redact_query_always_redacts_the_default_names_and_adds_the_given_ones() -> None:
+    # 0.2: the names given are added to the defaults (0.1: they replaced them).
+    assert redact_query("/p?access_token=abc&code=c&x=1") == (
+        "/p?access_token=REDACTED&code=REDACTED&x=1"
+    )
+    assert redact_query("/p?password=abc&tk=t", {"tk"}) == "/p?password=REDACTED&tk=REDACTED"
 
 
 def test_redact_query_names_are_case_insensitive() -> None:

@@ -16,6 +16,7 @@ Exceptions::
      └── APIError            (RFC 9457 problem details that reach the client)
 """
 
+from tornado_kit import _redact
 from tornado_kit.auth import (
     JWTVerifier,
     SignedTokenVerifier,
@@ -39,6 +40,9 @@ from tornado_kit.websocket import (
     HeartbeatMixin,
     JSONMessageMixin,
 )
+
+# Tornado's loggers redact secret query values from the start (see _redact.install).
+_redact.install()
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from tornado.web import Application
 
+from tornado_kit._redact import install_for_settings
+
 log = logging.getLogger("tornado_kit")
 
 _ATTR = "_tornado_kit_state"
@@ -99,11 +101,18 @@ class AppState:
 
 
 def state_for(app: Application) -> AppState:
-    """Return the :class:`AppState` of *app*, creating it on first use."""
+    """Return the :class:`AppState` of *app*, creating it on first use.
+
+    Creating it also gives the secret query argument names of *app*'s
+    settings to the filter on Tornado's loggers (``tornado_kit._redact``),
+    so that every handler of the app, plain Tornado ones included, logs
+    none of their values from then on.
+    """
     state: AppState | None = app.__dict__.get(_ATTR)
     if state is None:
         state = AppState()
         app.__dict__[_ATTR] = state
+        install_for_settings(app.settings)
     return state
 
 

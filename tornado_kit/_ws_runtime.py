@@ -35,6 +35,7 @@ from tornado_kit._compat import (
     write_prebuilt,
 )
 from tornado_kit._lifecycle import PHASE_CONNECTIONS, PHASE_RESOURCES, AppState, state_for
+from tornado_kit._redact import loggable_uri
 from tornado_kit._settings import resolve
 from tornado_kit.broker import LocalBroker, Subscription, broker_for
 
@@ -158,7 +159,9 @@ class Heartbeat:
             stream.close(exc_info=error)
         for handler in expired:
             self.discard(handler)
-            log.info("closing WebSocket %s: no pong within %ss", handler.request.uri, self.timeout)
+            log.info(
+                "closing WebSocket %s: no pong within %ss", loggable_uri(handler), self.timeout
+            )
             # RFC 6455 §7.4.1: 1011, the server cannot go on with this connection.
             handler.close(CLOSE_INTERNAL_ERROR, "heartbeat timeout")
 
@@ -411,7 +414,7 @@ class WSState:
         for conn in overfull:
             log.warning(
                 "closing WebSocket %s: more than %d bytes unsent (client not reading)",
-                conn.request.uri,
+                loggable_uri(conn),
                 limits.get(type(conn), DEFAULT_MAX_PENDING_BYTES),
             )
             # RFC 6455 §7.4.1: 1013, try again later (the server is overloaded).

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime
 import functools
 import hashlib
@@ -32,8 +31,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from tornado.web import RequestHandler
 
@@ -47,12 +46,14 @@ from tornado_kit._checks import (
     wrong_kind,
 )
 from tornado_kit._lifecycle import state_for
-from tornado_kit._redact import redact_query_string
+from tornado_kit._redact import (
+    DEFAULT_SECRET_NAMES,
+    class_secret_names,
+    install,
+    redact_query_string,
+)
 from tornado_kit._settings import resolve
 from tornado_kit.errors import APIError, APIErrorHeadersMixin
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "JWTVerifier",
@@ -259,25 +260,31 @@ def require_scopes(
 # -- log redaction -------------------------------------------------------------
 
 
-def redact_query(uri: str, names: Collection[str]) -> str:
-    """Return *uri* with the values of the query arguments *names* replaced.
+def redact_query(uri: str, names: Collection[str] = ()) -> str:
+    """Return *uri* with the values of secret query arguments replaced.
 
-    Names are compared case-insensitively after percent- and ``+``-decoding,
-    the way Tornado decodes them (so ``access%5Ftoken=...`` is redacted too);
-    a non-empty value becomes ``REDACTED``, and every other part of the URI
-    is kept byte for byte. ``TimingMixin``'s access record uses the same
-    rules. Use it for any log line that includes a request URI::
+    The secret names are tornado-kit's defaults
+    (``tornado_kit.timing.REDACTED_QUERY_ARGUMENTS``: ``access_token``,
+    ``token``, ``password``, ``api_key``, ``code``...) plus *names*. Names are
+    compared case-insensitively after percent- and ``+``-decoding, the way
+    Tornado decodes them (so ``access%5Ftoken=...`` is redacted too); a
+    non-empty value becomes ``REDACTED``, and every other part of the URI is
+    kept byte for byte. ``TimingMixin``'s access record and the filter on
+    Tornado's loggers use the same rules. Use it for your own log lines that
+    include a request URI::
 
-        >>> redact_query("/feed?access_token=s3cr3t&page=2", {"access_token"})
-        '/feed?access_token=REDACTED&page=2'
+        >>> redact_query("/feed?access_token=s3cr3t&session=x1&page=2", {"session"})
+        '/feed?access_token=REDACTED&session=REDACTED&page=2'
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       The defaults are always redacted; *names* are added to them.
     """
     path, sep, query = uri.partition("?")
-    if not sep or not names:
+    if not sep:
         return uri
-    lowered = frozenset(name.lower() for name in names)
-    return f"{path}?{redact_query_string(query, lowered)}"
+    secret = DEFAULT_SECRET_NAMES.union(name.lower() for name in names)
+    return f"{path}?{redact_query_string(query, secret)}"
 
 
 # -- the mixin -----------------------------------------------------------------
@@ -322,8 +329,10 @@ class TokenAuthMixin(APIErrorHeadersMixin):
     Errors are raised as :class:`~tornado_kit.APIError` with the challenge in
     ``headers``; :meth:`~tornado_kit.errors.APIErrorHeadersMixin.write_error`
     applies it, so the challenge reaches the client with or without
-    ``JSONErrorMixin``. The query argument's value is redacted from Tornado's
-    log lines about this handler (see :func:`redact_query`).
+    ``JSONErrorMixin``. The query argument's value is
+    redacted from every log line (see :func:`redact_query`): its name is
+    added to tornado-kit's secret names, which the filter on Tornado's
+    loggers redacts.
 
     Example::
 
@@ -343,6 +352,11 @@ class TokenAuthMixin(APIErrorHeadersMixin):
     auth_realm: str | None = None
     auth_query_argument: str | None = None
     auth_exempt_methods: Collection[str] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A class's own auth_query_argument is a secret name from the start.
+        super().__init_subclass__(**kwargs)
+        install(class_secret_names(cls))
 
     async def prepare(self) -> None:
         """Authenticate the request, then run the next ``prepare`` in the MRO.
@@ -378,45 +392,7 @@ class TokenAuthMixin(APIErrorHeadersMixin):
             result = await result
         return cast("User | None", result)
 
-    def _request_summary(self) -> str:
-        # Tornado's warning, error and default access-log lines all use this;
-        # Application.log_request calls it for every request, even when the
-        # access logger is off, so a URI without a query (nothing to redact)
-        # takes no detour.
-        if not self.request.query:
-            return super()._request_summary()
-        with self._redacted_uri():
-            return super()._request_summary()
-
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Log as the next class does, with the token query argument redacted.
-
-        Tornado's "Uncaught exception" line prints ``repr(self.request)``,
-        which includes the URI; the URI is redacted while it is logged.
-        """
-        with self._redacted_uri():
-            super().log_exception(typ, value, tb)
-
     # -- internals --
-
-    @contextlib.contextmanager
-    def _redacted_uri(self) -> Iterator[None]:
-        request = self.request
-        uri = request.uri
-        name = resolve(self, "auth_query_argument", DEFAULT_QUERY_ARGUMENT)
-        if uri is None or not name or not request.query:
-            yield
-            return
-        request.uri = redact_query(uri, (name,))
-        try:
-            yield
-        finally:
-            request.uri = uri
 
     def _verb_markers(self) -> tuple[bool, tuple[str, ...]]:
         """(allow anonymous, required scopes) declared on the method about to run.
@@ -464,6 +440,8 @@ class TokenAuthMixin(APIErrorHeadersMixin):
         if not self.request.query:
             return header_token  # no query string, no query token
         name = resolve(self, "auth_query_argument", DEFAULT_QUERY_ARGUMENT)
+        if name and name.lower() not in DEFAULT_SECRET_NAMES:
+            state_for(self.application)  # its creation installs the app's names
         raw_values = self.request.query_arguments.get(name, []) if name else []
         if not raw_values:
             return header_token

@@ -53,6 +53,7 @@ from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE, DrainingHTTPServer, wit
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown
 from tornado_kit._process_pool import stop_helpers
+from tornado_kit._redact import install_for_settings
 from tornado_kit._supervisor import EXIT_STARTUP_FAILED, Supervisor, flush_logs
 
 __all__ = ["serve"]
@@ -363,6 +364,7 @@ class _Worker:
                 f"the app factory {_describe(self.app_factory)} returned {type(app).__name__!s}, "
                 "not a tornado.web.Application"
             )
+        install_for_settings(app.settings)  # its secret names, before the first request
         return app
 
     async def _shutdown(self, server: DrainingHTTPServer, app: Application) -> None:

@@ -33,7 +33,13 @@ from tornado.web import RequestHandler
 
 from tornado_kit import _json
 from tornado_kit._access import access_fields
-from tornado_kit._redact import redact_query_string
+from tornado_kit._lifecycle import state_for
+from tornado_kit._redact import (
+    DEFAULT_SECRET_NAMES,
+    class_secret_names,
+    install,
+    loggable_uri,
+)
 from tornado_kit._settings import resolve
 
 __all__ = [
@@ -47,27 +53,10 @@ access_log = logging.getLogger("tornado_kit.access")
 _log = logging.getLogger("tornado_kit.timing")
 
 #: Query argument names (compared case-insensitively) whose values the access
-#: record replaces with ``REDACTED``, in addition to the ``auth_query_argument``
-#: setting (``"access_token"`` by default). Lower case.
-REDACTED_QUERY_ARGUMENTS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "auth",
-        "authorization",
-        "client_secret",
-        "id_token",
-        "key",
-        "passwd",
-        "password",
-        "refresh_token",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-    }
-)
+#: record replaces with ``REDACTED``, in addition to the ``redact_query_arguments``
+#: setting and class attribute and the ``auth_query_argument`` name. Lower
+#: case. The one default list of tornado-kit (``tornado_kit._redact``).
+REDACTED_QUERY_ARGUMENTS = DEFAULT_SECRET_NAMES
 
 # DESIGN.md: 1 to 128 letters, digits, ".", "_", "-".
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -162,8 +151,11 @@ class TimingMixin(RequestHandler):
     ``current_user["sub"]`` when the current user is a mapping (``None``
     otherwise); ``bytes`` counts the response body handed to the connection,
     before any content-encoding (``0`` for ``HEAD``). Query arguments named
-    in :data:`REDACTED_QUERY_ARGUMENTS`, or by the ``auth_query_argument``
-    setting, have their values replaced by ``REDACTED``.
+    in :data:`REDACTED_QUERY_ARGUMENTS`, in the ``redact_query_arguments``
+    setting or class attribute, or by ``auth_query_argument``, have their
+    values replaced by ``REDACTED`` (the names are added to the defaults,
+    never replace them). The same names are redacted from Tornado's own log
+    lines, for every handler of the application.
 
     **Metrics.** When the ``metrics`` setting (or class attribute) is a
     :class:`~tornado_kit.PrometheusMetrics`, the request duration is
@@ -179,13 +171,20 @@ class TimingMixin(RequestHandler):
 
     #: A :class:`~tornado_kit.PrometheusMetrics` to observe request durations into.
     metrics: Any = None
-    #: Extra query argument names to redact (added to the built-in list).
+    #: Extra query argument names to redact (added to the built-in list and
+    #: to the ``redact_query_arguments`` setting).
     redact_query_arguments: Iterable[str] | None = None
 
     _tk_request_id: str | None = None
     _tk_spans: dict[str, float] | None = None
     _tk_bytes = 0
     _tk_logged = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The class's names reach Tornado's log lines before its first request
+        # (an uncaught exception is logged before the access record is built).
+        super().__init_subclass__(**kwargs)
+        install(class_secret_names(cls))
 
     # -- request id ---------------------------------------------------------
 
@@ -291,6 +290,21 @@ class TimingMixin(RequestHandler):
 
     # -- access record ------------------------------------------------------
 
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Log as the next class does, once the log filter knows the app's secret names.
+
+        Tornado's lines about an exception (on ``tornado.general`` and
+        ``tornado.application``, with the request URI) come before the access
+        record, which otherwise is the first to make sure of them.
+        """
+        state_for(self.application)  # its creation installs the app's names
+        super().log_exception(typ, value, tb)
+
     def _log(self) -> None:
         # Tornado's finish() calls _log() (-> Application.log_request) right
         # after the response was handed to the connection. We emit our record
@@ -329,6 +343,10 @@ class TimingMixin(RequestHandler):
             _log.error("could not emit the access record", exc_info=True)
 
     def _tk_emit_access(self) -> None:
+        # The app's secret names reach the filter on Tornado's loggers when its
+        # state is created: from here on for an app served without serve() or
+        # the testing plugin (a dict lookup afterwards).
+        state_for(self.application)
         status = self._status_code
         seconds = self.request.request_time()
         metrics: Any = resolve(self, "metrics", None)
@@ -343,9 +361,7 @@ class TimingMixin(RequestHandler):
         if not access_log.isEnabledFor(level):
             return
         request = self.request
-        path = request.path
-        if request.query:
-            path = path + "?" + redact_query_string(request.query, self._tk_secret_names())
+        path = loggable_uri(self)
         user = self.__dict__.get("_current_user")
         # dict first: its exact-type check is cheaper than the ABC's.
         sub = user.get("sub") if isinstance(user, (dict, Mapping)) else None
@@ -386,18 +402,6 @@ class TimingMixin(RequestHandler):
         # ("access" is not a LogRecord attribute).
         log_record.__dict__["access"] = record
         access_log.handle(log_record)
-
-    def _tk_secret_names(self) -> frozenset[str]:
-        """Lower-case names of the query arguments the access record redacts."""
-        auth_name = resolve(self, "auth_query_argument", "access_token").lower()
-        extra = self.redact_query_arguments
-        if extra is None and (not auth_name or auth_name in REDACTED_QUERY_ARGUMENTS):
-            return REDACTED_QUERY_ARGUMENTS
-        names = set(REDACTED_QUERY_ARGUMENTS)
-        if auth_name:
-            names.add(auth_name)
-        names.update(name.lower() for name in extra or ())
-        return frozenset(names)
 
 
 # ---------------------------------------------------------------------------
@@ -461,10 +465,10 @@ class JSONLinesFormatter(logging.Formatter):
         for key in attributes.keys() - _STANDARD_ATTRS:
             if not key.startswith("_"):
                 data.setdefault(key, attributes[key])
-        if record.exc_info:
-            data["exc_info"] = "".join(traceback.format_exception(*record.exc_info))
-        elif record.exc_text:
+        if record.exc_text:  # formatted already (and redacted by tornado-kit's filter)
             data["exc_info"] = record.exc_text
+        elif record.exc_info:
+            data["exc_info"] = "".join(traceback.format_exception(*record.exc_info))
         if record.stack_info:
             data["stack_info"] = record.stack_info
         try:

@@ -23,6 +23,7 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection
 
 from tornado_kit._lifecycle import shutdown
+from tornado_kit._redact import install_for_settings
 from tornado_kit.sse import ServerSentEvent
 from tornado_kit.testing._sse import read_sse
 from tornado_kit.testing._ws import close_quietly, ws_connect
@@ -57,6 +58,7 @@ def http_server_options() -> dict[str, Any]:
 @pytest_asyncio.fixture
 async def base_url(app: Application, http_server_options: dict[str, Any]) -> AsyncIterator[str]:
     """Serve ``app`` on a free loopback port and yield its base URL."""
+    install_for_settings(app.settings)  # as serve() does: its secret names are redacted
     sock, port = bind_unused_port()
     server = HTTPServer(app, **http_server_options)
     server.add_sockets([sock])
