@@ -106,7 +106,7 @@ def _assert_413(response: bytes, path: str, declared: int, limit: int) -> None:
         "status": 413,
         "detail": f"the request body ({declared} bytes) is larger than the limit of {limit} bytes",
         "instance": path,
-        "max_body_size": limit,
+        "max_bytes": limit,
     }
 
 

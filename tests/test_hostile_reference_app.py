@@ -126,10 +126,14 @@ async def test_an_unrouted_request_cannot_make_the_server_buffer_more_than_1_mib
     served: int,
 ) -> None:
     # No handler of the app sees it: the server's own max_body_size (from
-    # serve(http_server_options=...)) refuses it, without waiting for the body.
+    # serve(http_server_options=...)) refuses it with a 413 problem, without
+    # waiting for the body.
     for path in ("/no/such/route", "/metrics"):
         response = await raw_exchange(served, head_only("POST", path, str(50 * MIB)))
-        assert response.status == 400
+        problem = assert_problem(
+            response.status, response.headers.get("content-type"), response.body, 413
+        )
+        assert problem["max_bytes"] == MIB
 
 
 async def test_the_image_route_takes_more_than_the_server_wide_limit(
