@@ -84,11 +84,12 @@ def serve(kind: str, port: int, access_log: str | None, access_handler: str = "b
         from tornado_kit import (
             JSONBodyMixin,
             JSONErrorMixin,
+            JSONLinesFileHandler,
+            JSONLinesFormatter,
             StaticTokenVerifier,
             TimingMixin,
             TokenAuthMixin,
         )
-        from tornado_kit.timing import JSONLinesFileHandler, JSONLinesFormatter
 
         class Stack(TokenAuthMixin, JSONErrorMixin, TimingMixin, JSONBodyMixin, RequestHandler):
             payload: Any = None

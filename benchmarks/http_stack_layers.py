@@ -63,11 +63,11 @@ def build_app(config: str, payload: Any, log_path: str) -> Any:
     from tornado_kit import (
         JSONBodyMixin,
         JSONErrorMixin,
+        JSONLinesFormatter,
         StaticTokenVerifier,
         TimingMixin,
         TokenAuthMixin,
     )
-    from tornado_kit.timing import JSONLinesFormatter
 
     class Bare(RequestHandler):
         def get(self) -> None:
@@ -92,7 +92,7 @@ def build_app(config: str, payload: Any, log_path: str) -> Any:
     access.propagate = False
     access.setLevel(logging.WARNING)
     if config == "stack-buffered":
-        from tornado_kit.timing import JSONLinesFileHandler
+        from tornado_kit import JSONLinesFileHandler
 
         access.setLevel(logging.INFO)
         access.addHandler(JSONLinesFileHandler(log_path))

@@ -40,7 +40,7 @@ from tornado.web import Application, RequestHandler
 
 from tornado_kit import LocalBroker, ServerSentEvent, SSEMixin
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit.sse import encode_broker_message
+from tornado_kit._sse import encode_broker_message
 
 KIB = 1024
 

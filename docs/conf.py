@@ -88,10 +88,10 @@ ANNOTATION_TARGETS = {
 # with no inventory here (redis-py) or not documented by Python itself.
 nitpick_ignore = [
     ("py:class", "P"),
-    ("py:class", "tornado_kit.auth.R"),
-    ("py:class", "tornado_kit.auth.H"),
-    ("py:class", "tornado_kit.executor.T"),
-    ("py:class", "tornado_kit.timing._Span"),
+    ("py:class", "tornado_kit._auth.R"),
+    ("py:class", "tornado_kit._auth.H"),
+    ("py:class", "tornado_kit._executor.T"),
+    ("py:class", "tornado_kit._timing._Span"),
     ("py:class", "Redis"),
     ("py:class", "BaseContext"),
     ("py:class", "multiprocessing.context.BaseContext"),

@@ -32,13 +32,13 @@ from tornado_kit import (
     APIError,
     JSONBodyMixin,
     JSONErrorMixin,
+    JSONLinesFormatter,
     MetricsHandler,
     NotFoundHandler,
     PrometheusMetrics,
     TimingMixin,
     serve,
 )
-from tornado_kit.timing import JSONLinesFormatter
 
 
 class UserHandler(JSONErrorMixin, TimingMixin, JSONBodyMixin, RequestHandler):

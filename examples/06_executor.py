@@ -33,9 +33,9 @@ from tornado_kit import (
     JSONErrorMixin,
     NotFoundHandler,
     TimingMixin,
+    executor_for,
     serve,
 )
-from tornado_kit.executor import executor_for
 
 
 def checksum(data: bytes, rounds: int) -> str:

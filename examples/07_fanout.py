@@ -30,9 +30,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from tornado_kit import JSONErrorMixin, NotFoundHandler, fetch_all
-from tornado_kit._lifecycle import shutdown
-from tornado_kit.upstream import upstream_client
+from tornado_kit import JSONErrorMixin, NotFoundHandler, fetch_all, shutdown, upstream_client
 
 
 class ProfileHandler(RequestHandler):

@@ -36,8 +36,7 @@ from typing import Any
 from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketHandler
 
-from tornado_kit import JSONBodyMixin, JSONErrorMixin, JSONMessageMixin, SSEMixin, serve
-from tornado_kit.broker import broker_for
+from tornado_kit import JSONBodyMixin, JSONErrorMixin, JSONMessageMixin, SSEMixin, broker_for, serve
 
 
 class WhoHandler(JSONBodyMixin, JSONErrorMixin, RequestHandler):

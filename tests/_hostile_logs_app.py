@@ -82,7 +82,7 @@ class TimedRaises(TimingMixin, RequestHandler):
 
 
 class TimedOnFinishRaises(TimingMixin, RequestHandler):
-    """tornado-kit logs this exception itself (on ``tornado_kit.timing``)."""
+    """tornado-kit logs this exception itself (on ``tornado_kit._timing``)."""
 
     def get(self) -> None:
         self.write("ok")

@@ -8,8 +8,8 @@ import pytest
 from tornado.web import Application
 
 from tornado_kit import Broker, LocalBroker
+from tornado_kit._broker import Subscription, SubscriptionClosed, broker_for
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit.broker import Subscription, SubscriptionClosed, broker_for
 
 
 async def test_publish_reaches_every_subscriber_of_the_topic_in_order() -> None:

@@ -23,7 +23,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClientConnection
 
 from tests._servers import free_port, stop_process, wait_for_port
-from tornado_kit.sse import ServerSentEvent
+from tornado_kit._sse import ServerSentEvent
 from tornado_kit.testing import read_sse, ws_connect
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,19 +24,6 @@ import tornado_kit
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-# Public in 0.1 but only in a submodule: documented under that path, in the
-# reference page's marked section, until they move to ``tornado_kit``.
-NOT_YET_TOP_LEVEL = {
-    "errors": {"APIErrorHeadersMixin"},
-    "auth": {"redact_query"},
-    "timing": {"JSONLinesFormatter", "JSONLinesFileHandler", "REDACTED_QUERY_ARGUMENTS"},
-    "_access": {"add_access_field"},
-    "broker": {"Subscription", "SubscriptionClosed", "broker_for"},
-    "sse": {"EventLogGap", "encode_broker_message", "decode_broker_message"},
-    "executor": {"ExecutorFull", "ExecutorShutdown", "executor_for"},
-    "upstream": {"upstream_client"},
-    "_lifecycle": {"shutdown"},
-}
 TESTING_FUNCTIONS = ("parse_sse", "read_sse", "ws_connect")
 
 # What reST, Markdown or the old mkdocs site leave behind when they are not rendered.
@@ -217,18 +204,13 @@ def test_every_public_name_is_documented_under_tornado_kit(site: Path) -> None:
         assert f"tornado_kit.testing.{name}" in reference.ids
 
 
-def test_names_not_yet_top_level_are_in_the_marked_section(site: Path) -> None:
+def test_no_submodule_path_is_shown_but_tornado_kit_testing(site: Path) -> None:
+    # Every name is documented as tornado_kit.<Name>; the 0.1 paths are only
+    # deprecated stubs and the implementation modules are private.
     reference = page(site, "reference.html")
-    html = (site / "reference.html").read_text(encoding="utf-8")
-    section = html.index('id="not-yet-top-level"')
-    for module, names in NOT_YET_TOP_LEVEL.items():
-        for name in names:
-            assert html.index(f'id="tornado_kit.{module}.{name}"') > section
-    # Elsewhere on the page, no submodule path is shown for a name.
     shown = set(re.findall(r"tornado_kit\.(\w+)\.(\w+)", reference.all_text))
-    allowed = {(module, name) for module, names in NOT_YET_TOP_LEVEL.items() for name in names}
-    allowed |= {("testing", name) for name in TESTING_FUNCTIONS}
-    assert shown - allowed == set()
+    assert shown - {("testing", name) for name in TESTING_FUNCTIONS} == set()
+    assert not re.search(r"tornado_kit\._\w", reference.all_text)
 
 
 def documented_docstrings() -> Iterator[tuple[str, str]]:

@@ -37,8 +37,8 @@ from tornado_kit import (
     TimingMixin,
 )
 from tornado_kit._access import access_fields
+from tornado_kit._executor import ExecutorFull, ExecutorShutdown, executor_for
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit.executor import ExecutorFull, ExecutorShutdown, executor_for
 
 SECRET = _jobs.SECRET
 

@@ -49,8 +49,8 @@ from tornado_kit._redact import (
     redact_text,
     settings_secret_names,
 )
+from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS, JSONLinesFormatter
 from tornado_kit._ws_runtime import STATE_KEY
-from tornado_kit.timing import REDACTED_QUERY_ARGUMENTS, JSONLinesFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "Zq"

@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.web import Application, RequestHandler
 
 from tornado_kit import JSONErrorMixin, MetricsHandler, PrometheusMetrics, TimingMixin
-from tornado_kit.metrics import DEFAULT_BUCKETS
+from tornado_kit._metrics import DEFAULT_BUCKETS
 
 
 class Ok(TimingMixin, RequestHandler):

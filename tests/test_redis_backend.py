@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from tests._servers import RedisServer, free_port
 from tornado_kit import RedisBroker, RedisEventLog
-from tornado_kit.broker import Broker, LocalBroker, Subscription
-from tornado_kit.sse import EventLog, EventLogGap, decode_broker_message, encode_broker_message
+from tornado_kit._broker import Broker, LocalBroker, Subscription
+from tornado_kit._sse import EventLog, EventLogGap, decode_broker_message, encode_broker_message
 
 pytestmark = pytest.mark.redis
 

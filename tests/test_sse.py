@@ -21,13 +21,13 @@ from tests._servers import eventually, open_stream
 from tests._threaded_server import ThreadedServer
 from tornado_kit import LocalBroker, MemoryEventLog, ServerSentEvent, SSEMixin, TimingMixin
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit._sse_fanout import RESOURCE_KEY
-from tornado_kit.sse import (
+from tornado_kit._sse import (
     EventLog,
     EventLogGap,
     decode_broker_message,
     encode_broker_message,
 )
+from tornado_kit._sse_fanout import RESOURCE_KEY
 from tornado_kit.testing import parse_sse, read_sse
 
 # -- a raw HTTP/1.1 client that can stop reading, see the chunked terminator --

@@ -24,10 +24,10 @@ from tornado_kit import (
     SSEMixin,
     TimingMixin,
 )
+from tornado_kit._broker import broker_for
 from tornado_kit._lifecycle import state_for
+from tornado_kit._sse import EventLogGap, decode_broker_message
 from tornado_kit._sse_fanout import RESOURCE_KEY
-from tornado_kit.broker import broker_for
-from tornado_kit.sse import EventLogGap, decode_broker_message
 from tornado_kit.testing import read_sse
 
 

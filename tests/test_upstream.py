@@ -24,7 +24,7 @@ from tests._servers import free_port
 from tests._threaded_server import ThreadedServer
 from tornado_kit import UpstreamResult, fetch_all
 from tornado_kit._lifecycle import shutdown
-from tornado_kit.upstream import upstream_client
+from tornado_kit._upstream import upstream_client
 
 MIB = 1024 * 1024
 

@@ -10,31 +10,58 @@ its own module)::
         async def get(self, user_id: str) -> None:
             ...
 
+``tornado_kit.testing`` (``parse_sse``, ``read_sse``, ``ws_connect`` and the
+pytest plugin) is the only public submodule. The 0.1 module paths
+(``tornado_kit.auth``, ``tornado_kit.sse``, ...) still work with a
+``DeprecationWarning`` until 0.3.
+
 Exceptions::
 
     tornado.web.HTTPError
-     └── APIError            (RFC 9457 problem details that reach the client)
+     └── APIError              RFC 9457 problem details that reach the client
+    LookupError
+     └── EventLogGap           an event log cannot prove a replay is complete
+    RuntimeError
+     ├── ExecutorFull          max_pending jobs already wait (503)
+     └── ExecutorShutdown      the executor is shut down (503)
+    Exception
+     └── SubscriptionClosed    Subscription.get() after the subscription closed
 """
 
 from tornado_kit import _redact
-from tornado_kit.auth import (
+from tornado_kit._access import add_access_field
+from tornado_kit._auth import (
     JWTVerifier,
     SignedTokenVerifier,
     StaticTokenVerifier,
     TokenAuthMixin,
     allow_anonymous,
+    redact_query,
     require_scopes,
 )
-from tornado_kit.broker import Broker, LocalBroker
-from tornado_kit.errors import APIError, JSONBodyMixin, JSONErrorMixin, NotFoundHandler
-from tornado_kit.executor import BoundedExecutor, ExecutorMixin
-from tornado_kit.metrics import MetricsHandler, PrometheusMetrics
-from tornado_kit.redis_backend import RedisBroker, RedisEventLog
-from tornado_kit.server import serve
-from tornado_kit.sse import EventLog, MemoryEventLog, ServerSentEvent, SSEMixin
-from tornado_kit.timing import TimingMixin
-from tornado_kit.upstream import UpstreamResult, fetch_all
-from tornado_kit.websocket import (
+from tornado_kit._broker import Broker, LocalBroker, Subscription, SubscriptionClosed, broker_for
+from tornado_kit._errors import (
+    APIError,
+    APIErrorHeadersMixin,
+    JSONBodyMixin,
+    JSONErrorMixin,
+    NotFoundHandler,
+)
+from tornado_kit._executor import (
+    BoundedExecutor,
+    ExecutorFull,
+    ExecutorMixin,
+    ExecutorShutdown,
+    executor_for,
+)
+from tornado_kit._lifecycle import shutdown
+from tornado_kit._metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit._redis_backend import RedisBroker, RedisEventLog
+from tornado_kit._server import serve
+from tornado_kit._sse import EventLog, EventLogGap, MemoryEventLog, ServerSentEvent, SSEMixin
+from tornado_kit._timing import JSONLinesFileHandler, JSONLinesFormatter, TimingMixin
+from tornado_kit._upstream import UpstreamResult, fetch_all, upstream_client
+from tornado_kit._websocket import (
     AllowedOriginsMixin,
     BroadcastMixin,
     HeartbeatMixin,
@@ -48,15 +75,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "APIErrorHeadersMixin",
     "AllowedOriginsMixin",
     "BoundedExecutor",
     "BroadcastMixin",
     "Broker",
     "EventLog",
+    "EventLogGap",
+    "ExecutorFull",
     "ExecutorMixin",
+    "ExecutorShutdown",
     "HeartbeatMixin",
     "JSONBodyMixin",
     "JSONErrorMixin",
+    "JSONLinesFileHandler",
+    "JSONLinesFormatter",
     "JSONMessageMixin",
     "JWTVerifier",
     "LocalBroker",
@@ -70,11 +103,19 @@ __all__ = [
     "ServerSentEvent",
     "SignedTokenVerifier",
     "StaticTokenVerifier",
+    "Subscription",
+    "SubscriptionClosed",
     "TimingMixin",
     "TokenAuthMixin",
     "UpstreamResult",
+    "add_access_field",
     "allow_anonymous",
+    "broker_for",
+    "executor_for",
     "fetch_all",
+    "redact_query",
     "require_scopes",
     "serve",
+    "shutdown",
+    "upstream_client",
 ]

@@ -194,7 +194,7 @@ def disconnect_after_response(conn: httputil.HTTPConnection) -> None:
 
 # ---------------------------------------------------------------------------
 # Process pools and multiprocessing helpers, used by tornado_kit._process_pool
-# and tornado_kit.server. Checked against CPython 3.10.13, 3.11.7, 3.12.1 and
+# and tornado_kit._server. Checked against CPython 3.10.13, 3.11.7, 3.12.1 and
 # 3.13.0.
 
 

@@ -69,7 +69,7 @@ class DrainingHTTPServer(HTTPServer):
     request's headers have arrived. A connection that is not busy is idle
     keep-alive: shutdown closes it at once instead of waiting for it.
     A WebSocket detaches its stream from the HTTP connection, which then ends
-    and leaves this bookkeeping; :func:`tornado_kit._lifecycle.shutdown` closes those.
+    and leaves this bookkeeping; :func:`tornado_kit.shutdown` closes those.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ and compared case-insensitively, is a secret name has its value replaced by
 
 * where tornado-kit builds a log line itself, to the URI before it is logged:
   :func:`loggable_uri` (``TimingMixin``'s access record, the WebSocket
-  runtime's lines) and the public ``tornado_kit.auth.redact_query``;
+  runtime's lines) and the public :func:`tornado_kit.redact_query`;
 * to every record of Tornado's own loggers, by :class:`QueryRedactionFilter`:
   the access line of every handler without ``TimingMixin``, the warnings of
   ``log_exception``, the "Uncaught exception" line with its request repr and

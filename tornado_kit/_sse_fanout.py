@@ -13,7 +13,7 @@ Everything hangs off ``state_for(app).resources`` (no module state):
   bytes are still queued for the client, or it is replaying from the event
   log) gets it in its own bounded ``pending`` queue instead.
 
-The handler side of the protocol lives in ``tornado_kit.sse.SSEMixin``
+The handler side of the protocol lives in ``tornado_kit._sse.SSEMixin``
 (methods ``_tk_sse_deliver``, ``_tk_sse_sweep``, ``_tk_sse_end``,
 ``_tk_sse_stop``); ARCHITECTURE.md draws the races.
 """
@@ -29,8 +29,8 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
+from tornado_kit._broker import SubscriptionClosed
 from tornado_kit._lifecycle import PHASE_CONNECTIONS, state_for
-from tornado_kit.broker import SubscriptionClosed
 
 _log = logging.getLogger("tornado_kit.sse")
 

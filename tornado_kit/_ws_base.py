@@ -28,6 +28,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 from tornado_kit import _json
 from tornado_kit._access import add_access_field
 from tornado_kit._compat import write_prebuilt
+from tornado_kit._errors import APIError, JSONErrorMixin, build_problem, write_problem
 from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
 from tornado_kit._ws_handshake import handshake_refusal, tornado_origin_refusal
@@ -44,7 +45,6 @@ from tornado_kit._ws_runtime import (
     server_frame,
     ws_state,
 )
-from tornado_kit.errors import APIError, JSONErrorMixin, build_problem, write_problem
 
 
 class TrackedWebSocket(WebSocketHandler):

@@ -27,6 +27,7 @@ from tornado.websocket import (
     WebSocketProtocol13,
 )
 
+from tornado_kit._broker import LocalBroker, Subscription, broker_for
 from tornado_kit._compat import (
     compresses,
     pending_write_bytes,
@@ -37,7 +38,6 @@ from tornado_kit._compat import (
 from tornado_kit._lifecycle import PHASE_CONNECTIONS, PHASE_RESOURCES, AppState, state_for
 from tornado_kit._redact import loggable_uri
 from tornado_kit._settings import resolve
-from tornado_kit.broker import LocalBroker, Subscription, broker_for
 
 log = logging.getLogger("tornado_kit.websocket")
 

@@ -24,7 +24,7 @@ from tornado.websocket import WebSocketClientConnection
 
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._redact import install_for_settings
-from tornado_kit.sse import ServerSentEvent
+from tornado_kit._sse import ServerSentEvent
 from tornado_kit.testing._sse import read_sse
 from tornado_kit.testing._ws import close_quietly, ws_connect
 
