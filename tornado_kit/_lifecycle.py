@@ -18,7 +18,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado.web import Application
 
@@ -35,6 +35,7 @@ PHASE_RESOURCES = 20  # brokers, executors, HTTP clients
 _CANCEL_GRACE = 1.0
 
 ShutdownCallback = Callable[[], "Awaitable[Any] | None"]
+T = TypeVar("T")
 
 
 class AppState:
@@ -51,6 +52,33 @@ class AppState:
         self._callbacks: list[tuple[int, int, ShutdownCallback]] = []
         self._seq = 0
         self.shutting_down = False
+
+    def resource(
+        self,
+        key: str,
+        factory: Callable[[], T],
+        *,
+        close: Callable[[T], Awaitable[Any] | None] | None = None,
+        phase: int = PHASE_RESOURCES,
+    ) -> T:
+        """Return the resource kept under *key*, made by ``factory()`` on first use.
+
+        The one way every per-application resource is created (the default
+        broker, the default executor, the upstream client, the WebSocket and
+        SSE runtime state...): inside the serving process, on first use, never
+        at import or construction time. With *close*, ``close(resource)`` runs
+        once at shutdown in *phase*: what the library creates, it closes.
+        Keys are module-private strings (``"tornado_kit.broker"``).
+        """
+        resources = self.resources
+        if key in resources:
+            value: T = resources[key]
+            return value
+        value = factory()
+        resources[key] = value
+        if close is not None:
+            self.on_shutdown(lambda: close(value), phase)
+        return value
 
     def on_shutdown(self, callback: ShutdownCallback, phase: int = PHASE_RESOURCES) -> None:
         """Register *callback* (sync or async) to run once at shutdown in *phase*."""
