@@ -124,7 +124,7 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
         conns: set[WebSocketHandler] = set()
         kwargs["conns"] = conns
 
-        from tornado_kit._compat import prebuilt_buffer, write_prebuilt
+        from tornado_kit._compat.stream import prebuilt_buffer, write_prebuilt
         from tornado_kit._ws_runtime import PING_FRAME
 
         def ping_all() -> None:

@@ -22,7 +22,7 @@ from tornado.websocket import WebSocketHandler
 
 from tests._servers import eventually
 from tests.test_websocket import Connect
-from tornado_kit._compat import (
+from tornado_kit._compat.stream import (
     compresses,
     cross_origin_refusal,
     pending_write_bytes,

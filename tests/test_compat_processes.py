@@ -19,37 +19,37 @@ import pytest
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 
-from tornado_kit import _compat
+from tornado_kit._compat import http1, process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent(
     """
     import asyncio, multiprocessing, os, psutil
-    from tornado_kit import _compat
+    from tornado_kit._compat import http1, process
     from tornado_kit._process_pool import close, make_pool, stop_helpers
     from tests._hostile_app import pool_job
 
     async def main():
-        before = _compat.helper_pids()
+        before = process.helper_pids()
         assert before == (None, None), before
         pool = make_pool(2, multiprocessing.get_context("forkserver"))
         assert await asyncio.wrap_future(pool.submit(pool_job, 0)) != os.getpid()
-        forkserver, tracker = _compat.helper_pids()
-        workers = _compat.pool_processes(pool)
-        manager = _compat.pool_manager_thread(pool)
+        forkserver, tracker = process.helper_pids()
+        workers = process.pool_processes(pool)
+        manager = process.pool_manager_thread(pool)
         assert forkserver and tracker and workers and manager.is_alive()
         await close(pool)
         assert not any(w.is_alive() for w in workers) and not manager.is_alive()
         del pool, workers, manager  # as BoundedExecutor.aclose() leaves it
         stop_helpers(before)
-        assert _compat.helper_pids() == (None, None)
+        assert process.helper_pids() == (None, None)
         for pid in (forkserver, tracker):
             assert not psutil.pid_exists(pid), pid  # exited and reaped
         # multiprocessing starts new helpers when it needs them again
         again = make_pool(1, multiprocessing.get_context("forkserver"))
         assert await asyncio.wrap_future(again.submit(pool_job, 0))
-        assert _compat.helper_pids()[0] not in (None, forkserver)
+        assert process.helper_pids()[0] not in (None, forkserver)
         await close(again)
         del again
         stop_helpers(before)
@@ -84,11 +84,11 @@ def test_multiprocessing_helpers_fall_back_when_the_internals_are_missing(
 
     monkeypatch.setattr(forkserver, "_forkserver", object())
     monkeypatch.setattr(resource_tracker, "_resource_tracker", object())
-    assert _compat.helper_pids() == (None, None)
-    assert _compat.release_forkserver() is None
-    assert _compat.release_resource_tracker() is None
-    assert _compat.pool_processes(object()) == []  # type: ignore[arg-type]
-    assert _compat.pool_manager_thread(object()) is None  # type: ignore[arg-type]
+    assert process.helper_pids() == (None, None)
+    assert process.release_forkserver() is None
+    assert process.release_resource_tracker() is None
+    assert process.pool_processes(object()) == []  # type: ignore[arg-type]
+    assert process.pool_manager_thread(object()) is None  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -103,21 +103,21 @@ def connection() -> Iterator[HTTP1Connection]:
 
 
 async def test_http1_connection_internals(connection: HTTP1Connection) -> None:
-    assert _compat.connection_max_body_size(connection) == connection.stream.max_buffer_size
+    assert http1.connection_max_body_size(connection) == connection.stream.max_buffer_size
     connection.set_max_body_size(5)
-    assert _compat.connection_max_body_size(connection) == 5
-    assert _compat.response_started(connection) is False
+    assert http1.connection_max_body_size(connection) == 5
+    assert http1.response_started(connection) is False
     assert connection._disconnect_on_finish is False
-    _compat.disconnect_after_response(connection)
+    http1.disconnect_after_response(connection)
     assert connection._disconnect_on_finish is True
 
 
 async def test_http1_connection_internals_fall_back(connection: HTTP1Connection) -> None:
     del connection._max_body_size
     del connection._response_start_line
-    assert _compat.connection_max_body_size(connection) is None
-    assert _compat.response_started(connection) is None
+    assert http1.connection_max_body_size(connection) is None
+    assert http1.response_started(connection) is None
     other = object()
-    assert _compat.connection_max_body_size(other) is None  # type: ignore[arg-type]
-    assert _compat.response_started(other) is None  # type: ignore[arg-type]
-    _compat.disconnect_after_response(other)  # type: ignore[arg-type]
+    assert http1.connection_max_body_size(other) is None  # type: ignore[arg-type]
+    assert http1.response_started(other) is None  # type: ignore[arg-type]
+    http1.disconnect_after_response(other)  # type: ignore[arg-type]

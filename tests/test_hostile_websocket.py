@@ -39,7 +39,7 @@ from tornado_kit import (
     TimingMixin,
     TokenAuthMixin,
 )
-from tornado_kit._compat import compresses, pending_write_bytes
+from tornado_kit._compat.stream import compresses, pending_write_bytes
 from tornado_kit._json import loads
 from tornado_kit._lifecycle import state_for
 

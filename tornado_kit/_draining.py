@@ -29,7 +29,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.web import Application
 
-from tornado_kit._compat import (
+from tornado_kit._compat.http1 import (
     connection_max_body_size,
     disconnect_after_response,
     response_started,

@@ -53,7 +53,7 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tornado_kit._access import add_access_field
-from tornado_kit._compat import pool_processes
+from tornado_kit._compat.process import pool_processes
 from tornado_kit._errors import APIError, APIErrorHeadersMixin
 from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
 from tornado_kit._process_pool import close, make_pool, stop

@@ -38,7 +38,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from tornado_kit._compat import (
+from tornado_kit._compat.process import (
     helper_pids,
     pool_manager_thread,
     pool_processes,
@@ -173,7 +173,7 @@ def _join(processes: list[BaseProcess]) -> None:
 def stop_helpers(before: tuple[int | None, int | None]) -> None:
     """Stop the forkserver and resource tracker that were not running at *before*.
 
-    *before* is what :func:`~tornado_kit._compat.helper_pids` returned when
+    *before* is what ``helper_pids()`` returned when
     serving began; helpers running then (the application's own, or
     inherited) are left alone. Call it once the pools are closed. The
     forkserver is terminated (its workers do not depend on it); the resource

@@ -48,7 +48,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from tornado_kit._compat import helper_pids
+from tornado_kit._compat.process import helper_pids
 from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE, DrainingHTTPServer, with_buffer_size
 from tornado_kit._lifecycle import PHASE_CONNECTIONS
 from tornado_kit._lifecycle import shutdown as lifecycle_shutdown

@@ -27,7 +27,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 
 from tornado_kit import _json
 from tornado_kit._access import add_access_field
-from tornado_kit._compat import write_prebuilt
+from tornado_kit._compat.stream import write_prebuilt
 from tornado_kit._errors import APIError, JSONErrorMixin, build_problem, write_problem
 from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve

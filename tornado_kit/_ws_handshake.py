@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from tornado.web import RequestHandler
 
-from tornado_kit._compat import cross_origin_refusal
+from tornado_kit._compat.stream import cross_origin_refusal
 from tornado_kit._errors import APIError
 
 #: RFC 6455 §4.1: the only version of the protocol this server speaks.

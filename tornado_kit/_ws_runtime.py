@@ -28,7 +28,7 @@ from tornado.websocket import (
 )
 
 from tornado_kit._broker import LocalBroker, Subscription, broker_for
-from tornado_kit._compat import (
+from tornado_kit._compat.stream import (
     compresses,
     pending_write_bytes,
     prebuilt_buffer,
