@@ -43,7 +43,7 @@ def add_access_field(handler: RequestHandler, name: str, value: Any) -> None:
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
-       Importable from :mod:`tornado_kit` (0.1: ``tornado_kit._access``).
+       Importable from ``tornado_kit`` (0.1: ``tornado_kit._access``).
     """
     handler.__dict__.setdefault(_KEY, {})[name] = value
 
