@@ -15,8 +15,10 @@ counters are zeroed and dumped only when it is idle. Every server runs with
 ``PYTHONHASHSEED=0``, the same Python and Tornado; orjson is importable only
 in the variants marked so (``sys.modules["orjson"] = None`` in the others).
 Each variant runs ``--repeat`` times: the spread of its figures shows how
-repeatable they are (0.2% at most here; what remains depends on the wall
-clock, e.g. the JSON formatter's once-a-second ``strftime``).
+repeatable they are (within 0.4% here, often 0.00%: the same calls run, at
+a cost that varies a little with memory layout and the wall clock, e.g.
+the JSON formatter's once-a-second ``strftime``). Differences between
+variants below ~0.5% of bare are not significant.
 
 Variants (a ~20-byte JSON object ``{"id": 1, "ok": true}`` unless said):
 
