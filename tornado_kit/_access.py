@@ -43,7 +43,7 @@ def add_access_field(handler: RequestHandler, name: str, value: Any) -> None:
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
-       Importable from ``tornado_kit`` (0.1: ``tornado_kit._access``).
+       Importable from ``tornado_kit`` (0.1 had it in a private module only).
     """
     handler.__dict__.setdefault(_KEY, {})[name] = value
 
