@@ -452,15 +452,25 @@ class RedisCluster:
         self._wait(lambda: self._rejoined(node), f"{node.address} to rejoin")
 
     def _rejoined(self, node: ClusterNode) -> bool:
+        """Every live node sees *node* healthy: a master with slots, or an in-sync replica."""
         if self._agreed_slot_map() is None:
             return False
-        views = [view for view in self.topology() if view.port == node.port]
-        if not views or views[0].failing or not views[0].connected:
-            return False
-        if "slave" in views[0].flags:
+        is_master = False
+        try:
+            for viewer in self.nodes:
+                if not viewer.alive:
+                    continue
+                view = next((v for v in self.topology(viewer) if v.port == node.port), None)
+                if view is None or view.failing or not view.connected:
+                    return False
+                # An old master without slots is still on its way to being a replica.
+                if not (view.slots if view.is_master else "slave" in view.flags):
+                    return False
+                is_master = view.is_master
             info = node.command("INFO", "replication")
-            return isinstance(info, dict) and info.get("master_link_status") == "up"
-        return True
+        except redis.RedisError:
+            return False
+        return is_master or (isinstance(info, dict) and info.get("master_link_status") == "up")
 
     def reset(self) -> None:
         """Restart every node that is down (so each shard has a replica again), empty it all."""

@@ -259,6 +259,25 @@ async def test_kill_master_of_promotes_its_replica_and_restart_brings_it_back(
 
 
 @pytest.mark.slow
+def test_a_restarted_master_is_every_nodes_replica_so_its_shard_can_fail_over_again(
+    redis_cluster: RedisCluster, redis_cluster_url: str
+) -> None:
+    # restart() once returned while the other nodes still saw the restarted
+    # node as an empty master: the next kill_master_of found no replica.
+    key = "{room:twice}"
+    for _ in range(2):
+        old, new = redis_cluster.kill_master_of(key)
+        redis_cluster.restart(old)
+        for viewer in redis_cluster.nodes:
+            view = next(v for v in redis_cluster.topology(viewer) if v.port == old.port)
+            assert "slave" in view.flags, (viewer.port, view)
+        assert old in redis_cluster.replicas()
+    again, back = redis_cluster.kill_master_of(key)
+    assert (again, back) == (new, old)
+    redis_cluster.restart(again)
+
+
+@pytest.mark.slow
 async def test_a_shard_subscriber_of_a_killed_master_gets_a_connection_error_not_silence(
     redis_cluster: RedisCluster, redis_cluster_url: str
 ) -> None:
