@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
-from tests._cluster import RedisCluster
 from tests._servers import RedisServer, find_binary
+
+if TYPE_CHECKING:  # it imports redis, which a run without the redis extra lacks
+    from tests._cluster import RedisCluster
 
 pytest_plugins = ["tornado_kit.testing"]
 
@@ -69,6 +72,8 @@ def redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
     Tests may kill and restart its nodes; ``redis_cluster_url`` repairs and
     empties it before each test that asks for it.
     """
+    from tests._cluster import RedisCluster
+
     cli = find_binary("redis-cli")
     if cli is None:
         pytest.skip("redis-cli is not installed (apt-get install redis-tools)")
