@@ -33,7 +33,8 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests._cluster import ClusterNode, RedisCluster
+from tests._cluster import RedisCluster
+from tests._cluster_node import ClusterNode
 from tests._servers import find_binary
 
 CHANNEL = "{bench:failover}"

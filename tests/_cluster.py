@@ -22,129 +22,29 @@ starting fails half-way, the processes already started are stopped too.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.crc import key_slot
-from redis.retry import Retry
 
+from tests._cluster_node import (
+    ClusterNode,
+    NodeView,
+    SlotMap,
+    free_ports,
+    parse_nodes,
+    slot_map,
+    slot_of,
+)
 from tests._servers import stop_process
 
-SLOTS = 16384
 T = TypeVar("T")
-
-
-def free_ports(count: int) -> list[int]:
-    """*count* distinct free loopback ports (all held open while picking)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def slot_of(key_or_slot: str | bytes | int) -> int:
-    """The hash slot of a key (its ``{hash tag}`` if it has one), or a slot number as is."""
-    if isinstance(key_or_slot, int):
-        if not 0 <= key_or_slot < SLOTS:
-            raise ValueError(f"slot {key_or_slot} is outside 0..{SLOTS - 1}")
-        return key_or_slot
-    key = key_or_slot.encode() if isinstance(key_or_slot, str) else key_or_slot
-    return int(key_slot(key))
-
-
-@dataclass
-class ClusterNode:
-    """One ``redis-server`` of the cluster: fixed ports and directory, a process or none."""
-
-    port: int
-    bus_port: int
-    dir: Path
-    config_file: Path
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def client(self) -> redis.Redis:
-        """A plain (non-cluster) client of this node: short timeouts, no retries."""
-        return redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-
-    def command(self, *args: str | int) -> object:
-        """Run one command on this node (and only this node) and return its reply."""
-        with self.client() as client:
-            return client.execute_command(*args)
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """One line of ``CLUSTER NODES``: how the answering node sees a node."""
-
-    id: str
-    port: int
-    flags: frozenset[str]
-    master_id: str | None
-    connected: bool
-    slots: tuple[tuple[int, int], ...]
-
-    @property
-    def is_master(self) -> bool:
-        return "master" in self.flags
-
-    @property
-    def failing(self) -> bool:
-        return bool(self.flags & {"fail", "fail?", "handshake", "noaddr"})
-
-    @classmethod
-    def parse(cls, line: str) -> NodeView:
-        node_id, address, flags, master, _ping, _pong, _epoch, link, *slots = line.split()
-        ranges: list[tuple[int, int]] = []
-        for item in slots:
-            if item.startswith("["):  # a slot being migrated or imported
-                continue
-            start, _, end = item.partition("-")
-            ranges.append((int(start), int(end or start)))
-        return cls(
-            id=node_id,
-            port=int(address.split("@")[0].rsplit(":", 1)[1]),
-            flags=frozenset(flags.split(",")),
-            master_id=None if master == "-" else master,
-            connected=link == "connected",
-            slots=tuple(sorted(ranges)),
-        )
 
 
 class RedisCluster:
@@ -311,37 +211,19 @@ class RedisCluster:
             node = next((n for n in self.nodes if n.alive), None)
             if node is None:
                 raise RuntimeError("no node of the cluster is running")
-        reply = node.command("CLUSTER", "NODES")
-        assert isinstance(reply, str), reply
-        return [NodeView.parse(line) for line in reply.splitlines() if line.strip()]
+        return parse_nodes(str(node.command("CLUSTER", "NODES")))
 
-    def _slot_map(self, node: ClusterNode) -> tuple[tuple[int, int, int], ...] | None:
-        """The slot ranges and their master ports as *node* sees them, if it sees them ok."""
-        info = node.command("CLUSTER", "INFO")
-        assert isinstance(info, str), info
-        fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
-        if fields.get("cluster_state") != "ok" or fields.get("cluster_slots_ok") != str(SLOTS):
-            return None
-        ranges: list[tuple[int, int, int]] = []
-        for view in self.topology(node):
-            if view.is_master and not view.failing:
-                ranges.extend((start, end, view.port) for start, end in view.slots)
-        return tuple(sorted(ranges))
-
-    def _agreed_slot_map(self) -> tuple[tuple[int, int, int], ...] | None:
-        maps = set()
+    def _agreed_slot_map(self) -> SlotMap | None:
+        """The slot map every live node sees as ok, if they all see the same one."""
         try:
-            for node in self.nodes:
-                if node.alive:
-                    maps.add(self._slot_map(node))
+            maps = {
+                slot_map(str(node.command("CLUSTER", "INFO")), self.topology(node))
+                for node in self.nodes
+                if node.alive
+            }
         except redis.RedisError:
             return None
-        if len(maps) != 1:
-            return None
-        agreed = maps.pop()
-        if agreed is None or sum(end - start + 1 for start, end, _port in agreed) != SLOTS:
-            return None
-        return agreed
+        return maps.pop() if len(maps) == 1 else None
 
     def wait_ok(self, timeout: float | None = None) -> None:
         """Wait until every live node says ``cluster_state:ok`` and all agree on the slots."""

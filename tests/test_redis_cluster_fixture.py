@@ -28,7 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from tests._cluster import SLOTS, ClusterNode, RedisCluster, slot_of
+from tests._cluster import RedisCluster
+from tests._cluster_node import SLOTS, ClusterNode, slot_of
 from tests._servers import find_binary
 
 pytestmark = pytest.mark.redis
