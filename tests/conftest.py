@@ -1,14 +1,18 @@
-"""Shared fixtures: the tornado-kit pytest plugin, real redis-server, leak checks."""
+"""Shared fixtures: the tornado-kit pytest plugin, real redis-server and cluster, leak checks."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
 from tests._servers import RedisServer, find_binary
+
+if TYPE_CHECKING:  # it imports redis, which a run without the redis extra lacks
+    from tests._cluster import RedisCluster
 
 pytest_plugins = ["tornado_kit.testing"]
 
@@ -59,3 +63,26 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"tasks leaked by the test: {leftover!r}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas) for the whole session.
+
+    Tests may kill and restart its nodes; ``redis_cluster_url`` repairs and
+    empties it before each test that asks for it.
+    """
+    from tests._cluster import RedisCluster
+
+    cli = find_binary("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed (apt-get install redis-tools)")
+    with RedisCluster(redis_binary, cli) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """A seed URL of the session's cluster, every node up and every master empty."""
+    redis_cluster.reset()
+    return redis_cluster.url
