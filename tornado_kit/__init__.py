@@ -56,7 +56,7 @@ from tornado_kit._executor import (
 )
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._metrics import MetricsHandler, PrometheusMetrics
-from tornado_kit._redis_backend import RedisBroker, RedisEventLog
+from tornado_kit._redis import RedisBroker, RedisEventLog
 from tornado_kit._server import serve
 from tornado_kit._sse import EventLog, EventLogGap, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit._timing import JSONLinesFileHandler, JSONLinesFormatter, TimingMixin
