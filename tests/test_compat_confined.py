@@ -202,7 +202,6 @@ KNOWN: set[tuple[str, str]] = {
     ("tornado_kit/_timing.py", "_stop"),
     ("tornado_kit/_timing.py", "_thread"),
     ("tornado_kit/_timing.py", "_run"),
-    ("tornado_kit/_websocket.py", "_on_close_called"),
 }
 
 
