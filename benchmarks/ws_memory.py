@@ -125,7 +125,7 @@ async def serve(variant: str, n: int) -> dict[str, Any]:
         kwargs["conns"] = conns
 
         from tornado_kit._compat.stream import prebuilt_buffer, write_prebuilt
-        from tornado_kit._ws_runtime import PING_FRAME
+        from tornado_kit._ws._heartbeat import PING_FRAME
 
         def ping_all() -> None:
             # HeartbeatMixin's write path (a pre-built frame, no future), no table.
@@ -191,7 +191,7 @@ def bookkeeping(n: int) -> float:
     import tracemalloc
 
     from tornado_kit._lifecycle import state_for
-    from tornado_kit._ws_runtime import Heartbeat
+    from tornado_kit._ws._heartbeat import Heartbeat
 
     class Stub:
         pass

@@ -30,7 +30,7 @@ from tornado_kit._compat.stream import (
     queued_writes,
     write_prebuilt,
 )
-from tornado_kit._ws_base import TrackedWebSocket
+from tornado_kit._ws._base import TrackedWebSocket
 
 
 @pytest_asyncio.fixture

@@ -192,8 +192,6 @@ KNOWN: set[tuple[str, str]] = {
     ("tornado_kit/_errors.py", "_write_buffer"),
     ("tornado_kit/_errors.py", "_headers_written"),
     ("tornado_kit/_errors.py", "_log"),
-    ("tornado_kit/_sse.py", "_finished"),
-    ("tornado_kit/_sse.py", "_transforms"),
     ("tornado_kit/_timing.py", "_headers"),
     ("tornado_kit/_timing.py", "_headers_written"),
     ("tornado_kit/_timing.py", "_status_code"),
@@ -204,7 +202,6 @@ KNOWN: set[tuple[str, str]] = {
     ("tornado_kit/_timing.py", "_stop"),
     ("tornado_kit/_timing.py", "_thread"),
     ("tornado_kit/_timing.py", "_run"),
-    ("tornado_kit/_websocket.py", "_on_close_called"),
 }
 
 

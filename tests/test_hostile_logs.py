@@ -50,7 +50,7 @@ from tornado_kit._redact import (
     settings_secret_names,
 )
 from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS, JSONLinesFormatter
-from tornado_kit._ws_runtime import STATE_KEY
+from tornado_kit._ws._rooms import STATE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "Zq"

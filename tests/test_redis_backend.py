@@ -230,7 +230,7 @@ async def test_subscribe_while_the_subscribe_command_is_in_flight(
     """A second subscriber that arrives after SUBSCRIBE was sent waits for that reply."""
     a, b = brokers
     first = asyncio.ensure_future(a.subscribe("inflight"))
-    while b"tk:inflight" not in a._sent:  # the writer has sent SUBSCRIBE
+    while b"tk:inflight" not in a._pubsub._sent:  # the writer has sent SUBSCRIBE
         await asyncio.sleep(0)
     second = await a.subscribe("inflight")
     await b.publish("inflight", "to both")

@@ -20,6 +20,7 @@ from tests._example_process import load_example
 from tests._servers import eventually, open_stream
 from tests._threaded_server import ThreadedServer
 from tornado_kit import LocalBroker, MemoryEventLog, ServerSentEvent, SSEMixin, TimingMixin
+from tornado_kit._channels._hub import RESOURCE_KEY as HUB_KEY
 from tornado_kit._lifecycle import shutdown, state_for
 from tornado_kit._sse import (
     EventLog,
@@ -27,7 +28,7 @@ from tornado_kit._sse import (
     decode_broker_message,
     encode_broker_message,
 )
-from tornado_kit._sse_fanout import RESOURCE_KEY
+from tornado_kit._sse._registry import RESOURCE_KEY
 from tornado_kit.testing import parse_sse, read_sse
 
 # -- a raw HTTP/1.1 client that can stop reading, see the chunked terminator --
@@ -290,11 +291,12 @@ async def _no_leaked_streams(app: Application) -> AsyncIterator[None]:
 
 def assert_registry_empty(app: Application) -> None:
     """No stream, topic hub or running keepalive timer is left in the app's SSE registry."""
+    hub = state_for(app).resources.get(HUB_KEY)
+    assert hub is None or not hub.channels
     registry = state_for(app).resources.get(RESOURCE_KEY)
     if registry is None:
         return
     assert not registry.streams
-    assert not registry.hubs
     assert not [g for g in registry.groups.values() if g.streams or g.timer.is_running()]
 
 
@@ -891,7 +893,7 @@ async def test_broker_closing_ends_streams_cleanly(
 async def test_hub_falling_behind_the_broker_ends_its_streams(
     raw: Any, app: Application, broker: LocalBroker
 ) -> None:
-    from tornado_kit._sse_fanout import HUB_MAXSIZE
+    from tornado_kit._channels._hub import HUB_MAXSIZE
 
     stream = await raw("/topic/flood?log=0")
     await stream.read_head()

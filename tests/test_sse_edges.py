@@ -25,9 +25,9 @@ from tornado_kit import (
     TimingMixin,
 )
 from tornado_kit._broker import broker_for
+from tornado_kit._channels._hub import RESOURCE_KEY
 from tornado_kit._lifecycle import state_for
 from tornado_kit._sse import EventLogGap, decode_broker_message
-from tornado_kit._sse_fanout import RESOURCE_KEY
 from tornado_kit.testing import read_sse
 
 
@@ -183,8 +183,8 @@ async def test_streams_arriving_while_the_hub_subscribes_share_its_outcome(
         ]
 
         def attached() -> bool:
-            registry = state_for(app).resources.get(RESOURCE_KEY)
-            hub = registry.hubs.get((id(broker), "news")) if registry is not None else None
+            hubs = state_for(app).resources.get(RESOURCE_KEY)
+            hub = hubs.channels.get((id(broker), "news")) if hubs is not None else None
             return hub is not None and hub.sub is not None and len(hub.members) == 3
 
         await eventually(attached)
@@ -200,7 +200,7 @@ async def test_streams_arriving_while_the_hub_subscribes_share_its_outcome(
             *(http_client.fetch(base_url + "/problem", raise_error=False) for _ in range(3))
         )
         assert [r.code for r in responses] == [503, 503, 503]
-        assert not state_for(app).resources[RESOURCE_KEY].hubs
+        assert not state_for(app).resources[RESOURCE_KEY].channels
         assert not state_for(app).connections
     finally:
         await broker.close()

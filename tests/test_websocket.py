@@ -34,7 +34,7 @@ from tornado_kit import (
 )
 from tornado_kit._json import dumps_str, loads
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit._ws_runtime import STATE_KEY, WSState
+from tornado_kit._ws._rooms import STATE_KEY, WSState
 
 Connect = Callable[..., Awaitable[WebSocketClientConnection]]
 

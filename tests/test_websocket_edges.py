@@ -33,8 +33,8 @@ from tornado_kit import (
 )
 from tornado_kit._json import dumps_str
 from tornado_kit._lifecycle import shutdown, state_for
-from tornado_kit._origins import parse_pattern
-from tornado_kit._ws_runtime import envelope
+from tornado_kit._ws._origins import parse_pattern
+from tornado_kit._ws._rooms import envelope
 
 
 class Chat(JSONMessageMixin, BroadcastMixin, WebSocketHandler):

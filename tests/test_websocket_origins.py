@@ -16,8 +16,8 @@ from tornado.web import Application
 from tornado.websocket import WebSocketHandler
 
 from tornado_kit import AllowedOriginsMixin
-from tornado_kit._origins import parse_origin, parse_pattern
-from tornado_kit._ws_runtime import envelope, open_envelope
+from tornado_kit._ws._origins import parse_origin, parse_pattern
+from tornado_kit._ws._rooms import envelope, open_envelope
 
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 domain = st.lists(label, min_size=1, max_size=3).map(".".join)

@@ -56,17 +56,12 @@ from tornado_kit._executor import (
 )
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._metrics import MetricsHandler, PrometheusMetrics
-from tornado_kit._redis_backend import RedisBroker, RedisEventLog
+from tornado_kit._redis import RedisBroker, RedisEventLog
 from tornado_kit._server import serve
 from tornado_kit._sse import EventLog, EventLogGap, MemoryEventLog, ServerSentEvent, SSEMixin
 from tornado_kit._timing import JSONLinesFileHandler, JSONLinesFormatter, TimingMixin
 from tornado_kit._upstream import UpstreamResult, fetch_all, upstream_client
-from tornado_kit._websocket import (
-    AllowedOriginsMixin,
-    BroadcastMixin,
-    HeartbeatMixin,
-    JSONMessageMixin,
-)
+from tornado_kit._ws import AllowedOriginsMixin, BroadcastMixin, HeartbeatMixin, JSONMessageMixin
 
 # Tornado's loggers redact secret query values from the start (see _redact.install).
 _redact.install()

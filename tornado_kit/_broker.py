@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tornado_kit._checks import check_async_methods, check_int, setting
-from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+from tornado_kit._lifecycle import state_for
 
 if TYPE_CHECKING:
     from tornado.web import Application
@@ -255,6 +255,8 @@ def check_broker(value: Any, what: str) -> Any:
 
 
 _BROKER_METHODS = ("publish", "subscribe", "close")
+#: Where the default broker of an application is kept (``AppState.resource``).
+_DEFAULT_KEY = "tornado_kit.broker"
 
 
 def broker_for(app: Application) -> Any:
@@ -268,10 +270,4 @@ def broker_for(app: Application) -> Any:
     broker = app.settings.get("broker")
     if broker is not None:
         return check_broker(broker, setting("broker"))
-    state = state_for(app)
-    broker = state.resources.get("broker")
-    if broker is None:
-        broker = LocalBroker()
-        state.resources["broker"] = broker
-        state.on_shutdown(broker.close, PHASE_RESOURCES)
-    return broker
+    return state_for(app).resource(_DEFAULT_KEY, LocalBroker, close=LocalBroker.close)

@@ -7,4 +7,13 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._redis_backend",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._redis._broker",
+        "tornado_kit._redis._eventlog",
+        "tornado_kit._redis._client",
+        "tornado_kit._redis._pubsub",
+        "tornado_kit._v01.redis_backend",
+    ),
+)

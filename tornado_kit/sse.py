@@ -7,4 +7,15 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._sse",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._sse._event",
+        "tornado_kit._sse._message",
+        "tornado_kit._sse._log",
+        "tornado_kit._sse._mixin",
+        "tornado_kit._sse._stream",
+        "tornado_kit._sse._registry",
+        "tornado_kit._v01.sse",
+    ),
+)

@@ -7,4 +7,16 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._websocket",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._ws._heartbeat",
+        "tornado_kit._ws._messages",
+        "tornado_kit._ws._broadcast",
+        "tornado_kit._ws._origins",
+        "tornado_kit._ws._base",
+        "tornado_kit._ws._rooms",
+        "tornado_kit._ws._frames",
+        "tornado_kit._v01.websocket",
+    ),
+)

@@ -1,9 +1,9 @@
-"""Runtime state behind the WebSocket mixins (private).
+"""Rooms: the per-application WebSocket state, memberships and the relays (private).
 
 One :class:`WSState` per application, in ``state_for(app).resources``: the
-heartbeat tables and their timers, the rooms and their members, the relay
-subscriptions that carry rooms across processes, and the frame writer that
-broadcasts a pre-built frame without a future per connection. See
+heartbeat tables, the rooms and their members, the relay subscriptions that
+carry rooms across processes, and the delivery loop that writes one
+pre-built frame to every member without a future per connection. See
 ARCHITECTURE.md, section "WebSocket", for the drawings.
 """
 
@@ -13,157 +13,41 @@ import asyncio
 import base64
 import itertools
 import logging
-import math
 import secrets
-import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tornado.ioloop import IOLoop, PeriodicCallback
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.websocket import (
-    WebSocketClosedError,
-    WebSocketHandler,
-    WebSocketProtocol,
-    WebSocketProtocol13,
-)
+from tornado.iostream import IOStream
+from tornado.websocket import WebSocketHandler
 
 from tornado_kit._broker import LocalBroker, Subscription, broker_for
-from tornado_kit._compat.stream import (
-    compresses,
-    pending_write_bytes,
-    prebuilt_buffer,
-    queued_writes,
-    write_prebuilt,
-)
-from tornado_kit._lifecycle import PHASE_CONNECTIONS, PHASE_RESOURCES, AppState, state_for
+from tornado_kit._compat.stream import write_prebuilt
+from tornado_kit._lifecycle import PHASE_CONNECTIONS, AppState, state_for
 from tornado_kit._redact import loggable_uri
 from tornado_kit._settings import resolve
+from tornado_kit._ws._frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TRY_AGAIN_LATER,
+    DEFAULT_MAX_PENDING_BYTES,
+    backlog,
+    fast_path_buffer,
+    server_frame,
+    write_slow,
+)
+
+if TYPE_CHECKING:
+    from tornado.web import Application
+
+    from tornado_kit._ws._heartbeat import Heartbeat
+
+__all__ = ["Member", "Relay", "WSState", "ws_state"]
 
 log = logging.getLogger("tornado_kit.websocket")
 
 STATE_KEY = "tornado_kit.websocket"
-#: Payload of our heartbeat pings; pongs echo it (RFC 6455 §5.5.3).
-PING_PAYLOAD = b"tk-hb"
 #: Prefix of the broker topic that carries a room across processes.
 ROOM_TOPIC_PREFIX = "tk:room:"
 #: Version tag of the relay envelope (see :func:`envelope`).
 ENVELOPE_TAG = "tk1"
-
-# RFC 6455 §7.4.1 close codes.
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-
-DEFAULT_HEARTBEAT_INTERVAL = 20.0
-DEFAULT_HEARTBEAT_TIMEOUT = 20.0
-DEFAULT_MAX_PENDING_BYTES = 1024 * 1024
-#: What Tornado keeps for each queued ``write_message`` besides its bytes (a
-#: future, a task and its coroutine, callback handles): 1.5 to 1.7 KiB on
-#: CPython 3.11 with Tornado 6.6, measured with tracemalloc. Counting it
-#: keeps a flood of tiny messages from hiding megabytes behind a few bytes.
-QUEUED_WRITE_COST = 1536
-
-# ---------------------------------------------------------------------------
-# Per-application state
-# ---------------------------------------------------------------------------
-
-
-class Beat:
-    """Heartbeat bookkeeping of one connection (kept small: no dict, no futures)."""
-
-    __slots__ = ("last_pong", "latency", "sent", "tick", "waiting")
-
-    def __init__(self) -> None:
-        self.tick = -(1 << 30)  # tick of the last ping (never: ping at the next tick)
-        self.sent = 0.0  # IOLoop time of that ping (a float shared by all pinged then)
-        self.waiting = False
-        self.last_pong: float | None = None
-        self.latency: float | None = None
-
-
-class Heartbeat:
-    """One timer that pings every connection sharing an (interval, timeout) pair.
-
-    The timer ticks every ``min(interval, timeout) / 2`` seconds. On a tick a
-    connection is pinged when its last ping is ``interval`` old and closed
-    with 1011 when a ping is ``timeout`` old without a pong. A new connection
-    is pinged at the first tick after it registers, so a dead peer is closed
-    within ``interval + timeout`` of the handshake. The timer runs only while
-    connections are registered.
-    """
-
-    def __init__(self, interval: float, timeout: float) -> None:
-        self.interval = interval
-        self.timeout = timeout
-        period = min(interval, timeout) / 2
-        self.ping_ticks = max(1, math.ceil(interval / period - 1e-9))
-        self.timeout_ticks = max(1, math.ceil(timeout / period - 1e-9))
-        self.period = period
-        self.ticks = 0
-        self.conns: dict[WebSocketHandler, Beat] = {}
-        self._timer: PeriodicCallback | None = None
-
-    def add(self, handler: WebSocketHandler) -> None:
-        """Register a connection (once, from its handshake)."""
-        self.conns[handler] = Beat()
-        if self._timer is None:
-            self._timer = PeriodicCallback(self._tick, self.period * 1000)
-            self._timer.start()
-
-    def discard(self, handler: WebSocketHandler) -> None:
-        self.conns.pop(handler, None)
-        if not self.conns:
-            self.stop()
-
-    def stop(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._timer is not None
-
-    def _tick(self) -> None:
-        self.ticks += 1
-        tick = self.ticks
-        now = IOLoop.current().time()
-        expired: list[WebSocketHandler] = []
-        broken: list[tuple[IOStream, OSError]] = []
-        for handler, beat in self.conns.items():
-            proto = handler.ws_connection
-            if proto is None or proto.stream is None or proto.is_closing():
-                continue  # handshake not done yet, or already closing
-            if beat.waiting:
-                if tick - beat.tick >= self.timeout_ticks:
-                    expired.append(handler)
-                continue
-            if tick - beat.tick >= self.ping_ticks:
-                stream = proto.stream
-                buffer = prebuilt_buffer(stream)
-                if buffer is not None and type(proto) is WebSocketProtocol13:
-                    # Pinging every connection at once: no future per ping.
-                    error = write_prebuilt(stream, buffer, PING_FRAME)
-                    if error is not None:
-                        broken.append((stream, error))
-                        continue
-                else:
-                    try:
-                        proto.write_ping(PING_PAYLOAD)
-                    except (StreamClosedError, WebSocketClosedError):
-                        continue
-                beat.tick = tick
-                beat.sent = now
-                beat.waiting = True
-        for stream, error in broken:
-            stream.close(exc_info=error)
-        for handler in expired:
-            self.discard(handler)
-            log.info(
-                "closing WebSocket %s: no pong within %ss", loggable_uri(handler), self.timeout
-            )
-            # RFC 6455 §7.4.1: 1011, the server cannot go on with this connection.
-            handler.close(CLOSE_INTERNAL_ERROR, "heartbeat timeout")
 
 
 class Member:
@@ -253,7 +137,6 @@ class WSState:
         self.token = secrets.token_hex(6)
         self._seq = itertools.count(1)
         app_state.on_shutdown(self.close_connections, PHASE_CONNECTIONS)
-        app_state.on_shutdown(self.release, PHASE_RESOURCES)
 
     # -- connections -------------------------------------------------------
 
@@ -421,74 +304,20 @@ class WSState:
             conn.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
 
 
-def ws_state(app: Any) -> WSState:
+def ws_state(app: Application) -> WSState:
+    """The :class:`WSState` of *app*, created on first use.
+
+    Its shutdown callbacks: :meth:`WSState.close_connections` in
+    ``PHASE_CONNECTIONS``, :meth:`WSState.release` in ``PHASE_RESOURCES``.
+    """
     state = state_for(app)
-    ws: WSState | None = state.resources.get(STATE_KEY)
-    if ws is None:
-        ws = WSState(state)
-        state.resources[STATE_KEY] = ws
-    return ws
-
-
-def backlog(stream: IOStream | None) -> int:
-    """What the unsent data of a connection holds, as ``max_pending_bytes`` counts it.
-
-    The bytes its stream has not handed to the kernel, plus
-    :data:`QUEUED_WRITE_COST` for each write still waiting with a future
-    (pre-built frames have none).
-    """
-    return pending_write_bytes(stream) + queued_writes(stream) * QUEUED_WRITE_COST
-
-
-def fast_path_buffer(proto: WebSocketProtocol) -> Any:
-    """The buffer to write pre-built frames of *proto* into, or ``None`` (use ``write_message``).
-
-    Only plain RFC 6455 connections qualify: permessage-deflate compresses
-    per connection, and an unknown stream lacks the internals.
-    """
-    stream = proto.stream
-    if stream is None or type(proto) is not WebSocketProtocol13 or compresses(proto):
-        return None
-    return prebuilt_buffer(stream)
+    return state.resource(STATE_KEY, lambda: WSState(state), close=WSState.release)
 
 
 def done_future() -> asyncio.Future[None]:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     future.set_result(None)
     return future
-
-
-def server_frame(opcode: int, payload: bytes) -> bytes:
-    """One unfragmented, unmasked server frame (RFC 6455 §5.2; servers never mask)."""
-    n = len(payload)
-    first = 0x80 | opcode  # FIN + opcode
-    if n < 126:
-        header = struct.pack("!BB", first, n)
-    elif n <= 0xFFFF:
-        header = struct.pack("!BBH", first, 126, n)
-    else:
-        header = struct.pack("!BBQ", first, 127, n)
-    return header + payload
-
-
-PING_FRAME = server_frame(0x9, PING_PAYLOAD)
-
-
-def retrieve(future: asyncio.Future[Any]) -> None:
-    # A connection that closes while a message is written fails this future;
-    # fetching the exception keeps "exception was never retrieved" quiet.
-    if not future.cancelled():
-        future.exception()
-
-
-def write_slow(conn: WebSocketHandler, opcode: int, payload: bytes) -> None:
-    """Fallback write through ``write_message`` (compression, unknown streams)."""
-    message: str | bytes = payload if opcode == 0x2 else payload.decode("utf-8")
-    try:
-        future = conn.write_message(message, binary=opcode == 0x2)
-    except (WebSocketClosedError, StreamClosedError):
-        return
-    future.add_done_callback(retrieve)
 
 
 def envelope(opcode: int, origin: str, payload: bytes) -> str:

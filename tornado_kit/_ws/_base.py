@@ -7,7 +7,7 @@ any combination of them, in any order:
   while it is open (the shutdown hook closes it with 1001) and forgotten
   however it ends;
 * the handshake: every refusal is an RFC 9457 problem document
-  (:mod:`tornado_kit._ws_handshake` checks the request before Tornado);
+  (``_handshake.py`` checks the request before Tornado);
 * bounded writes: ``max_pending_bytes`` bounds what the connection may
   leave unsent, for every write (:meth:`TrackedWebSocket.write_message`).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
@@ -26,28 +27,29 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from tornado_kit import _json
-from tornado_kit._access import add_access_field
+from tornado_kit._access import AccessHooks, add_access_field
 from tornado_kit._compat.stream import write_prebuilt
 from tornado_kit._errors import APIError, JSONErrorMixin, build_problem, write_problem
 from tornado_kit._lifecycle import state_for
 from tornado_kit._settings import resolve
-from tornado_kit._ws_handshake import handshake_refusal, tornado_origin_refusal
-from tornado_kit._ws_runtime import (
+from tornado_kit._ws._frames import (
     CLOSE_TRY_AGAIN_LATER,
     DEFAULT_MAX_PENDING_BYTES,
     QUEUED_WRITE_COST,
-    STATE_KEY,
-    WSState,
     backlog,
     fast_path_buffer,
-    log,
     retrieve,
     server_frame,
-    ws_state,
 )
+from tornado_kit._ws._handshake import handshake_refusal, tornado_origin_refusal
+from tornado_kit._ws._rooms import STATE_KEY, WSState, ws_state
+
+__all__ = ["TrackedWebSocket"]
+
+log = logging.getLogger("tornado_kit.websocket")
 
 
-class TrackedWebSocket(WebSocketHandler):
+class TrackedWebSocket(AccessHooks, WebSocketHandler):
     """What every tornado-kit WebSocket mixin shares.
 
     * The handler is in the app's connection registry while it is open.
@@ -201,6 +203,4 @@ class TrackedWebSocket(WebSocketHandler):
             return
         if self.get_status() == 101:
             # TimingMixin (when present) logs the connection when it ends.
-            log_access = getattr(self, "_tk_log_access", None)
-            if log_access is not None:
-                log_access()
+            self._tk_end_access()
