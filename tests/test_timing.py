@@ -22,7 +22,8 @@ from tests._example_process import ExampleProcess
 from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import APIError, JSONErrorMixin, NotFoundHandler, TimingMixin
 from tornado_kit._access import add_access_field
-from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS, JSONLinesFormatter
+from tornado_kit._jsonlog import JSONLinesFormatter
+from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 # W3C Server Timing: metric *( ";" param ), metrics separated by commas.
