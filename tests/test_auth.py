@@ -39,7 +39,7 @@ from tornado_kit import (
     allow_anonymous,
     require_scopes,
 )
-from tornado_kit._auth import redact_query
+from tornado_kit._redact import redact_query
 
 ALICE = {"sub": "alice", "scopes": ["read", "write"]}
 BOB = {"sub": "bob", "scope": "read"}

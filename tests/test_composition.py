@@ -23,6 +23,7 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 
 from tornado_kit import (
     APIError,
+    HeartbeatMixin,
     JSONBodyMixin,
     JSONErrorMixin,
     StaticTokenVerifier,
@@ -89,14 +90,62 @@ def routes_for(order: tuple[type, ...]) -> list[Any]:
     ]
 
 
+class CountingError(APIError):
+    """A 429 with ``Retry-After`` that counts how often its headers are applied."""
+
+    def __init__(self, applied: list[str]) -> None:
+        super().__init__(429, "slow down", headers={"Retry-After": "30"})
+        self.applied = applied
+
+    def apply_headers(self, handler: RequestHandler) -> None:
+        self.applied.append(type(handler).__name__)
+        super().apply_headers(handler)
+
+
+def _raise_counting_error(self: Any) -> None:
+    raise CountingError(self.settings["applied"])
+
+
+#: Every order with JSONErrorMixin, and every order without it.
+HEADER_ORDERS = ORDERS + list(itertools.permutations((TokenAuthMixin, TimingMixin, JSONBodyMixin)))
+#: WebSocket handlers: the WebSocket mixins alone (no APIErrorHeadersMixin), and with others.
+WS_HEADER_ORDERS: list[tuple[type, ...]] = [
+    (HeartbeatMixin,),
+    (JSONErrorMixin, HeartbeatMixin),
+    (HeartbeatMixin, JSONErrorMixin),
+    (TokenAuthMixin, HeartbeatMixin),
+    (HeartbeatMixin, TimingMixin),
+]
+
+
+def header_routes_for(order: tuple[type, ...]) -> list[Any]:
+    prefix = "/headers/" + order_id(order)
+    return [
+        (prefix + "/raise", compose(order, "Raise", get=_raise_counting_error)),
+        (
+            prefix + "/raise-write-error",
+            compose(
+                order,
+                "RaiseWriteError",
+                get=_raise_counting_error,
+                write_error=_raising_write_error,
+            ),
+        ),
+    ]
+
+
 @pytest.fixture
 def app() -> Application:
     routes = [route for order in ORDERS for route in routes_for(order)]
+    routes += [route for order in HEADER_ORDERS for route in header_routes_for(order)]
+    for order in WS_HEADER_ORDERS:
+        socket = type("RaiseSocket", (*order, WebSocketHandler), {"prepare": _raise_counting_error})
+        routes.append(("/headers/ws/" + order_id(order), socket))
     ws_orders = itertools.permutations((TokenAuthMixin, JSONErrorMixin, TimingMixin))
     for order in ws_orders:
         routes.append(("/ws/" + order_id(order), type("Socket", (*order, EchoSocket), {})))
     verifier = StaticTokenVerifier({TOKEN: {"sub": "alice", "scopes": []}})
-    return Application(routes, token_verifier=verifier)
+    return Application(routes, token_verifier=verifier, applied=[])
 
 
 @pytest.fixture(autouse=True)
@@ -274,6 +323,37 @@ async def test_raising_in_prepare_write_error_and_on_finish(
     assert unhandled(caplog) == []
     assert len(access_records(caplog)) == 1
     assert [r.name for r in caplog.records if r.levelno >= logging.ERROR] == ["tornado_kit.timing"]
+
+
+@pytest.mark.parametrize("order", HEADER_ORDERS, ids=order_id)
+async def test_api_error_headers_are_applied_once_in_every_order(
+    order: tuple[type, ...], app: Application, base_url: str, http_client: AsyncHTTPClient
+) -> None:
+    prefix = base_url + "/headers/" + order_id(order)
+    for path, name in (("/raise", "Raise"), ("/raise-write-error", "RaiseWriteError")):
+        app.settings["applied"].clear()
+        response = await call(http_client, prefix + path, headers=AUTH)
+        assert response.code == 429, path
+        assert response.headers["Retry-After"] == "30", path
+        assert app.settings["applied"] == [name], path
+        if JSONErrorMixin in order:
+            body = json.loads(response.body)
+            expected = {"status": 429, "detail": "slow down"}
+            if path == "/raise-write-error":  # the minimal document
+                expected = {"status": 429}
+            assert {key: body[key] for key in expected} == expected, path
+
+
+@pytest.mark.parametrize("order", WS_HEADER_ORDERS, ids=order_id)
+async def test_api_error_headers_are_applied_once_on_a_refused_handshake(
+    order: tuple[type, ...], app: Application, base_url: str, http_client: AsyncHTTPClient
+) -> None:
+    app.settings["applied"].clear()
+    response = await call(http_client, base_url + "/headers/ws/" + order_id(order), headers=AUTH)
+    assert response.code == 429
+    assert response.headers["Retry-After"] == "30"
+    assert app.settings["applied"] == ["RaiseSocket"]
+    assert json.loads(response.body)["detail"] == "slow down"
 
 
 class EchoSocket(WebSocketHandler):

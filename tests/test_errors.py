@@ -78,6 +78,10 @@ class RaisingWriteErrorHandler(JSONErrorMixin, RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         raise RuntimeError(SECRET)
 
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        super().send_error(status_code, **kwargs)
+        self.settings["write_error_left_on_instance"] = "write_error" in self.__dict__
+
 
 class PartialHandler(JSONErrorMixin, RequestHandler):
     async def get(self) -> None:
@@ -361,9 +365,14 @@ async def test_unencodable_extension_gives_minimal_problem(
 
 
 async def test_write_error_override_raising_gives_minimal_problem(
-    base_url: str, http_client: AsyncHTTPClient, caplog: pytest.LogCaptureFixture
+    app: Application,
+    base_url: str,
+    http_client: AsyncHTTPClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     response = await fetch(http_client, base_url + "/raising-write-error")
+    # send_error's guard is on the instance only for the time of Tornado's call.
+    assert app.settings["write_error_left_on_instance"] is False
     assert response.code == 400
     assert SECRET.encode() not in response.body
     assert problem(response) == {"type": "about:blank", "title": "Bad Request", "status": 400}

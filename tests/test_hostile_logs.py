@@ -40,6 +40,7 @@ from tests._hostile_logs_app import CUSTOM_NAME, REFUSED_PREFIX, PlainRaises, ma
 from tests._servers import eventually, free_port, open_stream, stop_process, wait_for_port
 from tests._threaded_server import ThreadedServer, raw_get
 from tornado_kit import TimingMixin, TokenAuthMixin
+from tornado_kit._jsonlog import JSONLinesFormatter
 from tornado_kit._lifecycle import state_for
 from tornado_kit._redact import (
     DEFAULT_SECRET_NAMES,
@@ -49,7 +50,7 @@ from tornado_kit._redact import (
     redact_text,
     settings_secret_names,
 )
-from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS, JSONLinesFormatter
+from tornado_kit._timing import REDACTED_QUERY_ARGUMENTS
 from tornado_kit._ws._rooms import STATE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from tornado.web import Application, RequestHandler
 
 from tests._servers import free_port, wait_for_port
 from tornado_kit import StaticTokenVerifier, TimingMixin, TokenAuthMixin
-from tornado_kit._timing import JSONLinesFileHandler
+from tornado_kit._jsonlog import JSONLinesFileHandler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,7 +218,7 @@ SERVER_SCRIPT = textwrap.dedent(
     import logging, sys
     from tornado.web import Application, RequestHandler
     from tornado_kit import TimingMixin, serve
-    from tornado_kit._timing import JSONLinesFileHandler
+    from tornado_kit._jsonlog import JSONLinesFileHandler
 
     class Hello(TimingMixin, RequestHandler):
         def get(self):

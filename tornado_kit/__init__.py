@@ -30,23 +30,11 @@ Exceptions::
 
 from tornado_kit import _redact
 from tornado_kit._access import add_access_field
-from tornado_kit._auth import (
-    JWTVerifier,
-    SignedTokenVerifier,
-    StaticTokenVerifier,
-    TokenAuthMixin,
-    allow_anonymous,
-    redact_query,
-    require_scopes,
-)
+from tornado_kit._apierror import APIError, APIErrorHeadersMixin
+from tornado_kit._auth import TokenAuthMixin, allow_anonymous, require_scopes
+from tornado_kit._body import JSONBodyMixin
 from tornado_kit._broker import Broker, LocalBroker, Subscription, SubscriptionClosed, broker_for
-from tornado_kit._errors import (
-    APIError,
-    APIErrorHeadersMixin,
-    JSONBodyMixin,
-    JSONErrorMixin,
-    NotFoundHandler,
-)
+from tornado_kit._errors import JSONErrorMixin, NotFoundHandler
 from tornado_kit._executor import (
     BoundedExecutor,
     ExecutorFull,
@@ -54,13 +42,16 @@ from tornado_kit._executor import (
     ExecutorShutdown,
     executor_for,
 )
+from tornado_kit._jsonlog import JSONLinesFileHandler, JSONLinesFormatter
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._metrics import MetricsHandler, PrometheusMetrics
+from tornado_kit._redact import redact_query
 from tornado_kit._redis import RedisBroker, RedisEventLog
 from tornado_kit._server import serve
 from tornado_kit._sse import EventLog, EventLogGap, MemoryEventLog, ServerSentEvent, SSEMixin
-from tornado_kit._timing import JSONLinesFileHandler, JSONLinesFormatter, TimingMixin
+from tornado_kit._timing import TimingMixin
 from tornado_kit._upstream import UpstreamResult, fetch_all, upstream_client
+from tornado_kit._verifiers import JWTVerifier, SignedTokenVerifier, StaticTokenVerifier
 from tornado_kit._ws import AllowedOriginsMixin, BroadcastMixin, HeartbeatMixin, JSONMessageMixin
 
 # Tornado's loggers redact secret query values from the start (see _redact.install).

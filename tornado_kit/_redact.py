@@ -8,7 +8,8 @@ and compared case-insensitively, is a secret name has its value replaced by
 
 * where tornado-kit builds a log line itself, to the URI before it is logged:
   :func:`loggable_uri` (``TimingMixin``'s access record, the WebSocket
-  runtime's lines) and the public :func:`tornado_kit.redact_query`;
+  runtime's lines) and the public :func:`redact_query` (exported as
+  ``tornado_kit.redact_query``);
 * to every record of Tornado's own loggers, by :class:`QueryRedactionFilter`:
   the access line of every handler without ``TimingMixin``, the warnings of
   ``log_exception``, the "Uncaught exception" line with its request repr and
@@ -171,6 +172,32 @@ def redact_text(text: str, names: Collection[str]) -> str:
 def _is_secret_after_delimiter(run: str, names: Collection[str]) -> bool:
     parts = _SOFT_DELIMITER.split(run)
     return len(parts) > 1 and is_secret(parts[-1], names)
+
+
+def redact_query(uri: str, names: Collection[str] = ()) -> str:
+    """Return *uri* with the values of secret query arguments replaced.
+
+    The secret names are tornado-kit's defaults (``access_token``, ``token``,
+    ``password``, ``api_key``, ``code``...) plus *names*. Names are
+    compared case-insensitively after percent- and ``+``-decoding, the way
+    Tornado decodes them (so ``access%5Ftoken=...`` is redacted too); a
+    non-empty value becomes ``REDACTED``, and every other part of the URI is
+    kept byte for byte. ``TimingMixin``'s access record and the filter on
+    Tornado's loggers use the same rules. Use it for your own log lines that
+    include a request URI::
+
+        >>> redact_query("/feed?access_token=s3cr3t&session=x1&page=2", {"session"})
+        '/feed?access_token=REDACTED&session=REDACTED&page=2'
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       The defaults are always redacted; *names* are added to them.
+    """
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    secret = DEFAULT_SECRET_NAMES.union(name.lower() for name in names)
+    return f"{path}?{redact_query_string(query, secret)}"
 
 
 # -- names of an application and of a handler ------------------------------------

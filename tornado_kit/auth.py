@@ -7,4 +7,13 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._auth",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._auth",
+        "tornado_kit._bearer",
+        "tornado_kit._verifiers",
+        "tornado_kit._redact",
+        "tornado_kit._apierror",
+    ),
+)

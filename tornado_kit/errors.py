@@ -7,4 +7,11 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._errors",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._errors",
+        "tornado_kit._apierror",
+        "tornado_kit._body",
+    ),
+)

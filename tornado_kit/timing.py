@@ -7,4 +7,11 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._timing",))
+__getattr__, __dir__ = moved(
+    __name__,
+    (
+        "tornado_kit._timing",
+        "tornado_kit._jsonlog",
+        "tornado_kit._access",
+    ),
+)

@@ -6,7 +6,8 @@ keeps a handler's response state in private attributes (``_finished``,
 offers public accessors for only some of it. Each function here is the one
 place tornado-kit reads or changes one of them. Every attribute used here
 exists with the same meaning in Tornado 6.2, 6.4, 6.5 and 6.6 (read in
-their ``tornado/web.py``), except where a docstring says otherwise.
+their ``tornado/web.py``), except where a docstring says otherwise;
+``tests/test_compat_handler.py`` pins each function, fallbacks included.
 """
 
 from __future__ import annotations
@@ -65,20 +66,28 @@ def response_headers(handler: RequestHandler) -> HTTPHeaders:
 
     ``set_header`` validates its value on every call; tornado-kit writes a
     few headers it built itself (a validated request id, ``Server-Timing``
-    from token characters and numbers) straight into this table.
+    from token characters and numbers) straight into this table, and reads
+    it to see whether a header is set (there is no public ``has_header``).
+    No fallback: every response has the table from ``clear()`` on.
     """
     headers: HTTPHeaders = handler._headers
     return headers
 
 
 def pending_body(handler: RequestHandler) -> list[bytes]:
-    """The body chunks written since the last flush: ``_write_buffer`` (a list of bytes)."""
-    chunks: list[bytes] = handler._write_buffer
+    """The body chunks written since the last flush: ``_write_buffer`` (a list of bytes).
+
+    Fallback: an empty list (nothing known to be pending).
+    """
+    chunks: list[bytes] = getattr(handler, "_write_buffer", [])
     return chunks
 
 
 def discard_pending_body(handler: RequestHandler) -> None:
-    """Drop what was written but not flushed (a failed error page starts again)."""
+    """Drop what was written but not flushed (a failed error page starts again).
+
+    Tornado's own ``clear()`` and ``finish()`` (on a 304) do the same.
+    """
     handler._write_buffer = []
 
 
@@ -95,8 +104,36 @@ def remove_transforms(handler: RequestHandler, kind: type[OutputTransform]) -> N
 
 
 def log_request(handler: RequestHandler) -> None:
-    """Run the handler's access-log hook: ``_log()`` (what ``finish()`` calls)."""
-    handler._log()
+    """Run the handler's access-log hook: ``_log()`` (what ``finish()`` calls).
+
+    Fallback when a Tornado release drops ``_log``:
+    ``Application.log_request(handler)``, what ``_log`` does.
+    """
+    hook = getattr(handler, "_log", None)
+    if hook is None:
+        handler.application.log_request(handler)
+    else:
+        hook()
+
+
+class AccessLogHook(RequestHandler):
+    """A base whose ``_tk_log_request()`` replaces Tornado's per-request log line.
+
+    Tornado's ``finish()`` calls ``self._log()`` once the response was
+    handed to the connection and before ``on_finish()`` (6.2 to 6.6); the
+    default logs through ``Application.log_request``. A subclass overrides
+    :meth:`_tk_log_request` to log something else there instead. Fallback:
+    a release that no longer calls ``_log()`` never calls the hook, and
+    Tornado's own line comes back; ``TimingMixin`` then emits its record
+    from ``on_finish``.
+    """
+
+    def _log(self) -> None:
+        self._tk_log_request()
+
+    def _tk_log_request(self) -> None:
+        """Log the finished request (default: Tornado's ``Application.log_request``)."""
+        super()._log()
 
 
 def user_if_resolved(handler: RequestHandler) -> Any:
@@ -104,7 +141,8 @@ def user_if_resolved(handler: RequestHandler) -> Any:
 
     The ``current_user`` property calls ``get_current_user()`` on first use,
     which may do I/O or raise; the access record must not. Tornado keeps the
-    value in ``_current_user`` once known.
+    value in the instance attribute ``_current_user`` once known (the
+    property's setter and getter, 6.2 to 6.6). Fallback: ``None``.
     """
     return handler.__dict__.get("_current_user")
 
@@ -133,13 +171,15 @@ def close_called(handler: RequestHandler) -> bool:
 def http_error_message(error: HTTPError) -> str | None:
     """The formatted ``log_message`` of *error* (``log_message % args``), or ``None``.
 
-    ``HTTPError.get_message()`` exists from Tornado 6.5; before that the
-    formatting is done here the same way.
+    ``HTTPError.get_message()`` exists from Tornado 6.5. Before that (6.2 to
+    6.4) ``log_message`` is stored with ``%`` doubled when there are no
+    ``args``, and ``str(error)`` formats it with ``log_message % args``:
+    the fallback does the same, which gives what 6.5's ``get_message()``
+    gives.
     """
     get_message = getattr(error, "get_message", None)
     if get_message is not None:
         message: str | None = get_message()
         return message
-    if error.log_message is None:
-        return None
-    return error.log_message % error.args if error.args else error.log_message
+    stored: str | None = error.log_message
+    return None if stored is None else stored % error.args

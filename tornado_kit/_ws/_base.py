@@ -27,7 +27,8 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from tornado_kit import _json
-from tornado_kit._access import AccessHooks, add_access_field
+from tornado_kit._access import add_access_field
+from tornado_kit._apierror import APIErrorHeadersMixin
 from tornado_kit._compat.stream import write_prebuilt
 from tornado_kit._errors import APIError, JSONErrorMixin, build_problem, write_problem
 from tornado_kit._lifecycle import state_for
@@ -49,7 +50,7 @@ __all__ = ["TrackedWebSocket"]
 log = logging.getLogger("tornado_kit.websocket")
 
 
-class TrackedWebSocket(AccessHooks, WebSocketHandler):
+class TrackedWebSocket(APIErrorHeadersMixin, WebSocketHandler):
     """What every tornado-kit WebSocket mixin shares.
 
     * The handler is in the app's connection registry while it is open.
