@@ -447,7 +447,7 @@ def test_worker_whose_supervisor_is_gone_stops_by_itself(tmp_path: Path) -> None
     # every second. Here it is told a supervisor pid that is not its parent.
     port = free_port()
     script = (
-        "import logging, sys; from tornado_kit._server import _Worker;"
+        "import logging, sys; from tornado_kit._worker import ServingWorker as _Worker;"
         "from tests._serve_app import make_app; logging.basicConfig(level=logging.INFO);"
         "worker = _Worker(make_app, {}, 5.0, 'asyncio');"
         f"sys.exit(worker.run(None, parent_pid=2**22 + 7, bind=({port}, '127.0.0.1')))"
@@ -827,7 +827,7 @@ def test_serve_without_fork_refuses_several_processes(monkeypatch: pytest.Monkey
 def test_uvloop_missing_is_a_clear_import_error_and_auto_falls_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tornado_kit._server import _new_event_loop
+    from tornado_kit._worker import new_event_loop as _new_event_loop
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # "import uvloop" now fails
 
@@ -1005,7 +1005,7 @@ async def test_draining_server_forgets_a_request_whose_client_hung_up() -> None:
 def test_signal_handlers_fall_back_where_the_loop_has_none() -> None:
     # Windows' proactor loop has no add_signal_handler: a plain handler hands
     # the signal to the loop thread instead.
-    from tornado_kit._server import _install_signal_handlers
+    from tornado_kit._worker import install_signal_handlers as _install_signal_handlers
 
     class NoSignalsLoop(asyncio.SelectorEventLoop):
         def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:

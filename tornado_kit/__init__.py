@@ -47,13 +47,8 @@ from tornado_kit._errors import (
     JSONErrorMixin,
     NotFoundHandler,
 )
-from tornado_kit._executor import (
-    BoundedExecutor,
-    ExecutorFull,
-    ExecutorMixin,
-    ExecutorShutdown,
-    executor_for,
-)
+from tornado_kit._executor import BoundedExecutor, ExecutorFull, ExecutorShutdown
+from tornado_kit._executor_mixin import ExecutorMixin, executor_for
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._metrics import MetricsHandler, PrometheusMetrics
 from tornado_kit._redis_backend import RedisBroker, RedisEventLog
