@@ -889,6 +889,23 @@ async def test_serve_refuses_to_run_inside_an_event_loop() -> None:
 # the docs page and the example
 
 
+def test_docs_own_http_server_snippet_runs_and_shuts_down_with_tornado_kit_shutdown(
+    served: Callable[..., Served], tmp_path: Path
+) -> None:
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    section = page.split("## Your own HTTPServer", 1)[1]
+    snippet = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    (tmp_path / "own_server.py").write_text(snippet)
+    server = served(
+        "", argv=[sys.executable, "own_server.py"], cwd=tmp_path, env={"PORT": "{port}"}
+    )
+    server.wait_ready()
+    assert server.get_json("/square/7") == {"square": 49}
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0, server.log
+    assert "executor closed: True" in server.log
+
+
 def test_docs_snippet_runs_as_a_script_and_through_the_console_script(
     served: Callable[..., Served], tmp_path: Path
 ) -> None:
