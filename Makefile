@@ -4,20 +4,39 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# Pin another Tornado minor version with e.g. `make test TORNADO_SPEC='tornado>=6.5,<6.6' VENV=.venv-65`.
+# Pin another Tornado minor version with e.g.
+# `make pytest VENV=.venv-tornado62 TORNADO_SPEC='tornado>=6.2,<6.3'` (what .ci/run does).
 TORNADO_SPEC ?=
 PORT ?= 8888
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# With TORNADO_SPEC, the venv records the pin it was installed with as a file
+# (.pin-tornado__6.2__6.3): asking for another pin in the same VENV reinstalls;
+# without TORNADO_SPEC, whatever Tornado the venv has is used.
+PIN := $(if $(TORNADO_SPEC),$(VENV)/.pin-$(shell printf '%s' '$(TORNADO_SPEC)' | tr -c 'A-Za-z0-9.' '_'))
 
 .PHONY: venv demo test lint typecheck docs docs-inventories pytest bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+ifneq ($(PIN),)
+$(PIN):
+	@:
+endif
+
+# Tornado is installed in the same pip run as the project, so that the pin
+# and the project's own `tornado` requirement are resolved together; the
+# check after it fails when the installed Tornado is not the one asked for.
+$(STAMP): pyproject.toml $(PIN)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,docs]' $(if $(TORNADO_SPEC),'$(TORNADO_SPEC)')
+	$(BIN)/python -c 'import sys, tornado; from packaging.specifiers import SpecifierSet; \
+	spec = SpecifierSet(sys.argv[1].removeprefix("tornado")); \
+	print("venv $(VENV): Tornado", tornado.version, "for", sys.argv[1] or "the latest"); \
+	sys.exit(tornado.version not in spec)' '$(TORNADO_SPEC)'
+	rm -f $(VENV)/.pin-*
+	$(if $(PIN),touch $(PIN))
 	touch $(STAMP)
 
 ## The example server (http://localhost:$(PORT)/).

@@ -91,6 +91,7 @@ nitpick_ignore = [
     ("py:class", "tornado_kit._auth.R"),
     ("py:class", "tornado_kit._auth.H"),
     ("py:class", "tornado_kit._executor.T"),
+    ("py:class", "tornado_kit._executor_mixin.T"),
     ("py:class", "tornado_kit._timing._Span"),
     ("py:class", "Redis"),
     ("py:class", "BaseContext"),

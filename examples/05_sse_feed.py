@@ -113,21 +113,15 @@ def make_app(redis_url: str | None = None, **settings: Any) -> Application:
     )
 
 
-async def close_broker(app: Application) -> None:
-    """Close the broker of the settings (Redis connections); ``serve()`` calls it at shutdown."""
-    broker = app.settings.get("broker")
-    if broker is not None:
-        await broker.close()
-
-
 if __name__ == "__main__":
     from _run import parse_args  # examples/_run.py: --port, --address, logging
 
     args = parse_args(__doc__, redis="redis:// URL: share the feed between processes")
-    # Until SIGTERM or Ctrl-C; then every stream is ended cleanly.
+    # Until SIGTERM or Ctrl-C; then every stream is ended cleanly, and the broker
+    # (the Redis connections) is closed: the settings' resources are closed by
+    # tornado_kit.shutdown(), which serve() runs.
     serve(
         functools.partial(make_app, args.redis),
         port=args.port,
         address=args.address,
-        on_shutdown=close_broker,
     )

@@ -151,14 +151,13 @@ async def test_broker_for_creates_one_default_and_closes_it_at_shutdown() -> Non
     assert sub.closed
 
 
-async def test_broker_setting_wins_and_is_left_to_its_owner() -> None:
+async def test_broker_setting_wins_and_is_closed_at_shutdown() -> None:
     mine = LocalBroker()
     app = Application(broker=mine)
     assert broker_for(app) is mine
-    assert "broker" not in state_for(app).resources
+    assert "broker" not in state_for(app).resources  # no default made beside it
     await shutdown(app, timeout=5)
-    assert not mine.closed  # the application did not create it, so it does not close it
-    await mine.close()
+    assert mine.closed  # the ownership rule: the settings' resources are closed too
 
 
 async def test_concurrent_consumers_share_messages_and_all_wake_on_close() -> None:

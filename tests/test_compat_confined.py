@@ -217,15 +217,8 @@ def violations(root: Path = ROOT) -> set[tuple[str, str]]:
     return found
 
 
-#: Uses still to be moved into the compatibility module (the restructure
-#: empties this set; a new use outside _compat fails the test at once).
-KNOWN: set[tuple[str, str]] = {
-    ("tornado_kit/_draining.py", "_delegate"),
-}
-
-
-def test_no_new_use_of_a_tornado_internal_outside_the_compat_module() -> None:
-    assert violations() - KNOWN == set()
+def test_no_tornado_internal_is_used_outside_the_compat_module() -> None:
+    assert violations() == set()
 
 
 def test_the_scan_finds_a_use_when_there_is_one(tmp_path: Path) -> None:

@@ -31,13 +31,15 @@ from tests._servers import eventually as wait_until
 from tests._servers import free_port, wait_for_port
 from tornado_kit import (
     BoundedExecutor,
+    ExecutorFull,
     ExecutorMixin,
+    ExecutorShutdown,
     JSONErrorMixin,
     PrometheusMetrics,
     TimingMixin,
+    executor_for,
 )
 from tornado_kit._access import access_fields
-from tornado_kit._executor import ExecutorFull, ExecutorShutdown, executor_for
 from tornado_kit._lifecycle import shutdown, state_for
 
 SECRET = _jobs.SECRET

@@ -63,7 +63,7 @@ def _script(**serve_kwargs: Any) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def _declare(port: int, path: str, length: int, extra: str = "") -> bytes:
+def _declare(port: int, path: str, length: int | str, extra: str = "") -> bytes:
     """Send only the headers of a POST declaring *length* bytes; return all the server says."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {length}\r\n{extra}\r\n"
@@ -165,6 +165,19 @@ def test_oversized_body_is_refused_before_auth_and_routing(
     server = served()
     response = _declare(server.port, path, 90 * 1000 * 1000)
     _assert_413(response, path.partition("?")[0], 90 * 1000 * 1000, 10 * MIB)
+
+
+def test_a_malformed_content_length_is_a_400_before_any_body_on_every_tornado(
+    served: Callable[..., Served],
+) -> None:
+    # RFC 9110 §8.6: Content-Length = 1*DIGIT. Tornado before 6.3.3 read it
+    # with int(), which takes "+5", "-1" and "1_0" and then waited for a body.
+    server = served()
+    for length in ("+5", "-1", "1_0", "0x10", "5 5"):
+        assert _declare(server.port, "/echo-length", length) == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    assert server.log.count("POST /echo-length declares a malformed Content-Length") == 5
+    status, body = _post(server.port, "/echo-length", 5)  # the server is fine
+    assert (status, json.loads(body)) == (200, {"length": 5})
 
 
 def test_expect_100_continue_gets_the_413_and_no_continue(served: Callable[..., Served]) -> None:

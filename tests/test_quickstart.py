@@ -25,7 +25,7 @@ def test_make_demo_serves_the_page(tmp_path: Path) -> None:
     if make is None:
         pytest.skip("make is not installed")
     # Run `make demo` with the virtual environment running this test (CI runs
-    # the suite in .venv and in .venv-tornado65). Its stamp must be current:
+    # the suite in .venv, .venv-tornado62 and .venv-tornado64). Its stamp must be current:
     # the test must never reinstall packages.
     venv = ["VENV=" + sys.prefix]
     stale = subprocess.run([make, "--question", *venv, "venv"], cwd=REPO, check=False)

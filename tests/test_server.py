@@ -447,7 +447,7 @@ def test_worker_whose_supervisor_is_gone_stops_by_itself(tmp_path: Path) -> None
     # every second. Here it is told a supervisor pid that is not its parent.
     port = free_port()
     script = (
-        "import logging, sys; from tornado_kit._server import _Worker;"
+        "import logging, sys; from tornado_kit._worker import ServingWorker as _Worker;"
         "from tests._serve_app import make_app; logging.basicConfig(level=logging.INFO);"
         "worker = _Worker(make_app, {}, 5.0, 'asyncio');"
         f"sys.exit(worker.run(None, parent_pid=2**22 + 7, bind=({port}, '127.0.0.1')))"
@@ -827,7 +827,7 @@ def test_serve_without_fork_refuses_several_processes(monkeypatch: pytest.Monkey
 def test_uvloop_missing_is_a_clear_import_error_and_auto_falls_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tornado_kit._server import _new_event_loop
+    from tornado_kit._worker import new_event_loop as _new_event_loop
 
     monkeypatch.setitem(sys.modules, "uvloop", None)  # "import uvloop" now fails
 
@@ -887,6 +887,23 @@ async def test_serve_refuses_to_run_inside_an_event_loop() -> None:
 
 # ---------------------------------------------------------------------------
 # the docs page and the example
+
+
+def test_docs_own_http_server_snippet_runs_and_shuts_down_with_tornado_kit_shutdown(
+    served: Callable[..., Served], tmp_path: Path
+) -> None:
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    section = page.split("## Your own HTTPServer", 1)[1]
+    snippet = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    (tmp_path / "own_server.py").write_text(snippet)
+    server = served(
+        "", argv=[sys.executable, "own_server.py"], cwd=tmp_path, env={"PORT": "{port}"}
+    )
+    server.wait_ready()
+    assert server.get_json("/square/7") == {"square": 49}
+    server.send(signal.SIGTERM)
+    assert server.wait() == 0, server.log
+    assert "executor closed: True" in server.log
 
 
 def test_docs_snippet_runs_as_a_script_and_through_the_console_script(
@@ -1005,7 +1022,7 @@ async def test_draining_server_forgets_a_request_whose_client_hung_up() -> None:
 def test_signal_handlers_fall_back_where_the_loop_has_none() -> None:
     # Windows' proactor loop has no add_signal_handler: a plain handler hands
     # the signal to the loop thread instead.
-    from tornado_kit._server import _install_signal_handlers
+    from tornado_kit._worker import install_signal_handlers as _install_signal_handlers
 
     class NoSignalsLoop(asyncio.SelectorEventLoop):
         def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:

@@ -35,13 +35,8 @@ from tornado_kit._auth import TokenAuthMixin, allow_anonymous, require_scopes
 from tornado_kit._body import JSONBodyMixin
 from tornado_kit._broker import Broker, LocalBroker, Subscription, SubscriptionClosed, broker_for
 from tornado_kit._errors import JSONErrorMixin, NotFoundHandler
-from tornado_kit._executor import (
-    BoundedExecutor,
-    ExecutorFull,
-    ExecutorMixin,
-    ExecutorShutdown,
-    executor_for,
-)
+from tornado_kit._executor import BoundedExecutor, ExecutorFull, ExecutorShutdown
+from tornado_kit._executor_mixin import ExecutorMixin, executor_for
 from tornado_kit._jsonlog import JSONLinesFileHandler, JSONLinesFormatter
 from tornado_kit._lifecycle import shutdown
 from tornado_kit._metrics import MetricsHandler, PrometheusMetrics

@@ -25,7 +25,8 @@ from typing import Any, cast
 
 from tornado_kit import __version__
 from tornado_kit._draining import DEFAULT_MAX_BODY_SIZE
-from tornado_kit._server import AppFactory, serve
+from tornado_kit._server import serve
+from tornado_kit._worker import AppFactory
 
 # Dotted names of word characters ("examples.08_serve" is importable too).
 _MODULE_NAME = re.compile(r"\w+(\.\w+)*")

@@ -39,6 +39,8 @@ from tornado_kit._json import dumps
 log = logging.getLogger("tornado_kit.server")
 
 _DIGITS = re.compile(r"[0-9]+")
+#: What Tornado itself answers to a malformed request head.
+_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 #: The default of ``serve(max_body_size=)``: the most a request may make a server buffer.
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 #: Tornado's default ``websocket_max_message_size``.
@@ -74,63 +76,65 @@ class DrainingHTTPServer(HTTPServer):
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
-        self._busy: dict[object, httputil.HTTPConnection] = {}
-        self._idle: set[object] = set()
-        self._draining = False
-        self._drained: asyncio.Event | None = None
+        self._tk_busy: dict[object, httputil.HTTPConnection] = {}
+        self._tk_idle: set[object] = set()
+        self._tk_draining = False
+        self._tk_drained: asyncio.Event | None = None
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        self._busy.pop(server_conn, None)
-        self._idle.add(server_conn)
-        if self._draining:
+        self._tk_busy.pop(server_conn, None)
+        self._tk_idle.add(server_conn)
+        if self._tk_draining:
             # The response on this connection is complete: do not wait for
             # another request on it.
             _close_server_conn(server_conn)
-            self._check_drained()
+            self._tk_check_drained()
         delegate = super().start_request(server_conn, request_conn)
         return _TrackingDelegate(delegate, self, server_conn, request_conn)
 
     def on_close(self, server_conn: object) -> None:
-        self._busy.pop(server_conn, None)
-        self._idle.discard(server_conn)
+        self._tk_busy.pop(server_conn, None)
+        self._tk_idle.discard(server_conn)
         super().on_close(server_conn)
-        self._check_drained()
+        self._tk_check_drained()
 
-    def _request_started(self, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
-        self._idle.discard(server_conn)
-        self._busy[server_conn] = request_conn
-        if self._draining:
+    def _tk_request_started(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> None:
+        self._tk_idle.discard(server_conn)
+        self._tk_busy[server_conn] = request_conn
+        if self._tk_draining:
             # "Connection: close" on the response, RFC 9112 §9.6
             disconnect_after_response(request_conn)
 
     @property
     def in_flight(self) -> int:
         """Connections with a request whose response is not complete yet."""
-        return len(self._busy)
+        return len(self._tk_busy)
 
     async def drain(self, timeout: float) -> bool:
         """Close idle connections, wait for busy ones; True when all finished in time."""
-        self._draining = True
-        self._drained = asyncio.Event()
-        for server_conn in list(self._idle):
+        self._tk_draining = True
+        self._tk_drained = asyncio.Event()
+        for server_conn in list(self._tk_idle):
             _close_server_conn(server_conn)
-        for request_conn in self._busy.values():
+        for request_conn in self._tk_busy.values():
             # "Connection: close" on the response, RFC 9112 §9.6
             disconnect_after_response(request_conn)
-        self._check_drained()
-        if self._drained.is_set():  # nothing in flight: done, even with timeout 0
+        self._tk_check_drained()
+        if self._tk_drained.is_set():  # nothing in flight: done, even with timeout 0
             return True
         try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            await asyncio.wait_for(self._tk_drained.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
 
-    def _check_drained(self) -> None:
-        if self._drained is not None and not self._busy:
-            self._drained.set()
+    def _tk_check_drained(self) -> None:
+        if self._tk_drained is not None and not self._tk_busy:
+            self._tk_drained.set()
 
 
 def _close_server_conn(server_conn: object) -> None:
@@ -139,24 +143,33 @@ def _close_server_conn(server_conn: object) -> None:
         stream.close()
 
 
-def _declared_length(headers: httputil.HTTPHeaders) -> int | None:
-    """The request's ``Content-Length`` when it is one plain number, else ``None``.
+def _length_text(headers: httputil.HTTPHeaders) -> str | None:
+    """The request's ``Content-Length`` as one value, as Tornado reads it, else ``None``.
 
-    Repeated equal values (``5, 5``) count as one, as in Tornado; anything
-    else, and any ``Transfer-Encoding``, is left to Tornado to refuse.
+    Repeated equal values (``5, 5``) count as one, as in Tornado; unequal
+    ones, and any ``Transfer-Encoding``, are ``None``: left to Tornado to refuse.
     """
     value = headers.get("Content-Length")
     if value is None or "Transfer-Encoding" in headers:
         return None
     pieces = {piece.strip() for piece in value.split(",")}
-    if len(pieces) != 1:
-        return None
-    (text,) = pieces
-    if not _DIGITS.fullmatch(text):
+    return pieces.pop() if len(pieces) == 1 else None
+
+
+def _declared_length(headers: httputil.HTTPHeaders) -> int | None:
+    """The request's ``Content-Length`` when it is one plain number, else ``None``."""
+    text = _length_text(headers)
+    if text is None or not _DIGITS.fullmatch(text):
         return None
     # int() refuses more than 4300 digits (CPython's limit): any length of
     # more than 18 digits is over every limit anyway.
     return int(text) if len(text) <= 18 else 10**18
+
+
+def _malformed_length(headers: httputil.HTTPHeaders) -> bool:
+    """A ``Content-Length`` that Tornado takes as one value but that is not ``1*DIGIT``."""
+    text = _length_text(headers)
+    return text is not None and not _DIGITS.fullmatch(text)
 
 
 def _problem_413(path: str, declared: int, limit: int) -> bytes:
@@ -198,45 +211,52 @@ class _TrackingDelegate(httputil.HTTPMessageDelegate):
         server_conn: object,
         request_conn: httputil.HTTPConnection,
     ) -> None:
-        self._delegate = delegate
-        self._server = server
-        self._server_conn = server_conn
-        self._request_conn = request_conn
+        self._tk_delegate = delegate
+        self._tk_server = server
+        self._tk_server_conn = server_conn
+        self._tk_request_conn = request_conn
 
     def headers_received(
         self,
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        self._server._request_started(self._server_conn, self._request_conn)
-        result = self._delegate.headers_received(start_line, headers)
-        declared = _declared_length(headers)
-        if declared is None or not isinstance(start_line, httputil.RequestStartLine):
+        self._tk_server._tk_request_started(self._tk_server_conn, self._tk_request_conn)
+        result = self._tk_delegate.headers_received(start_line, headers)
+        if not isinstance(start_line, httputil.RequestStartLine) or "Content-Length" not in headers:
             return result
         if result is None:
-            return self._refuse_if_too_large(start_line, declared)
-        return self._then_refuse_if_too_large(result, start_line, declared)
+            return self._tk_refuse_if_bad_length(start_line, headers)
+        return self._tk_then_refuse_if_bad_length(result, start_line, headers)
 
-    async def _then_refuse_if_too_large(
-        self, result: Awaitable[None], start_line: httputil.RequestStartLine, declared: int
+    async def _tk_then_refuse_if_bad_length(
+        self,
+        result: Awaitable[None],
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
     ) -> None:
         await result  # a @stream_request_body handler's prepare() has run
-        refusal = self._refuse_if_too_large(start_line, declared)
+        refusal = self._tk_refuse_if_bad_length(start_line, headers)
         if refusal is not None:
             await refusal
 
-    def _refuse_if_too_large(
-        self, start_line: httputil.RequestStartLine, declared: int
+    def _tk_refuse_if_bad_length(
+        self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders
     ) -> Awaitable[None] | None:
-        """Answer 413 and close when *declared* exceeds this request's limit."""
-        conn = self._request_conn
-        limit = connection_max_body_size(conn)
+        """413 for a body over this request's limit, 400 for a malformed length; else None."""
+        path = start_line.path.partition("?")[0]  # the query may hold secrets
+        declared = _declared_length(headers)
+        if declared is None:
+            if not _malformed_length(headers):
+                return None  # unequal repeated values, Transfer-Encoding: Tornado refuses
+            # RFC 9110 §8.6: Content-Length = 1*DIGIT. Tornado before 6.3.3
+            # parsed it with int() ("+5", "1_0", " 7" passed); answer as later
+            # versions do, on every version.
+            log.info("400: %s %s declares a malformed Content-Length", start_line.method, path)
+            return self._tk_refuse(_BAD_REQUEST)
+        limit = connection_max_body_size(self._tk_request_conn)
         if limit is None or declared <= limit:
             return None
-        started = response_started(conn)
-        if started is None or not isinstance(conn, HTTP1Connection) or conn.stream is None:
-            return None  # unknown internals, or detached: Tornado answers 400
-        path = start_line.path.partition("?")[0]  # the query may hold secrets
         log.info(
             "413: %s %s declares a %d-byte body, over the limit of %d bytes",
             start_line.method,
@@ -244,19 +264,27 @@ class _TrackingDelegate(httputil.HTTPMessageDelegate):
             declared,
             limit,
         )
+        return self._tk_refuse(_problem_413(path, declared, limit))
+
+    def _tk_refuse(self, response: bytes) -> Awaitable[None] | None:
+        """Write *response* instead of reading the body, and close (None: cannot)."""
+        conn = self._tk_request_conn
+        started = response_started(conn)
+        if started is None or not isinstance(conn, HTTP1Connection) or conn.stream is None:
+            return None  # unknown internals, or detached: Tornado answers 400
         # Take the stream: Tornado then stops processing this request without
         # reading its body (and sends no "100 Continue").
         stream = conn.detach()
-        self._delegate.on_connection_close()  # a streaming handler stops waiting
+        self._tk_delegate.on_connection_close()  # a streaming handler stops waiting
         if started:  # the handler answered already (in prepare): flush that and close
             return _write_and_close(stream, b"")
-        return _write_and_close(stream, _problem_413(path, declared, limit))
+        return _write_and_close(stream, response)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self._delegate.data_received(chunk)
+        return self._tk_delegate.data_received(chunk)
 
     def finish(self) -> None:
-        self._delegate.finish()
+        self._tk_delegate.finish()
 
     def on_connection_close(self) -> None:
-        self._delegate.on_connection_close()
+        self._tk_delegate.on_connection_close()

@@ -1,10 +1,10 @@
-"""Offload blocking or CPU-bound work with back-pressure.
+"""BoundedExecutor: a thread or process pool that refuses work instead of queuing it.
 
 The seed pattern ``await loop.run_in_executor(pool, fn, data)`` queues without
 bound: under overload every request waits longer and memory grows. A
 :class:`BoundedExecutor` admits at most ``max_workers`` running jobs plus
 ``max_pending`` waiting ones and *refuses* the next one at once
-(:class:`ExecutorFull`), which :class:`ExecutorMixin` turns into
+(:class:`ExecutorFull`), which ``ExecutorMixin`` turns into
 ``503 Service Unavailable`` with ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3).
 Accepted requests therefore keep a bounded latency while the excess is shed
 cheaply, and the event loop stays free to answer other requests.
@@ -18,21 +18,9 @@ Exception tree::
 
 Example::
 
-    from tornado_kit import BoundedExecutor, ExecutorMixin, JSONErrorMixin
+    from tornado_kit import BoundedExecutor
 
-    def thumbnail(data: bytes) -> bytes:  # module level: picklable
-        ...
-
-    class ThumbHandler(ExecutorMixin, JSONErrorMixin, RequestHandler):
-        executor_timeout = 5.0
-
-        async def post(self) -> None:
-            self.write(await self.run_in_executor(thumbnail, self.request.body))
-
-    app = Application(
-        [(r"/thumb", ThumbHandler)],
-        executor=BoundedExecutor(kind="process", max_pending=4),
-    )
+    app = Application(routes, executor=BoundedExecutor(kind="process", max_pending=4))
 
 .. versionadded:: 0.1
 """
@@ -45,37 +33,21 @@ import contextvars
 import logging
 import multiprocessing
 import os
-import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from tornado_kit._access import add_access_field
 from tornado_kit._compat.process import pool_processes
-from tornado_kit._errors import APIError, APIErrorHeadersMixin
-from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+from tornado_kit._executor_jobs import await_job, check_picklable
 from tornado_kit._process_pool import close, make_pool, stop
-from tornado_kit._settings import resolve
 
-if TYPE_CHECKING:
-    from tornado.web import Application
-
-__all__ = [
-    "BoundedExecutor",
-    "ExecutorFull",
-    "ExecutorMixin",
-    "ExecutorShutdown",
-    "executor_for",
-]
+__all__ = ["BoundedExecutor", "ExecutorFull", "ExecutorShutdown"]
 
 log = logging.getLogger("tornado_kit.executor")
 
 T = TypeVar("T")
-
-_DEFAULT_KEY = "executor.default"
-_REGISTERED_KEY = "executor.registered"
 
 
 class ExecutorFull(RuntimeError):
@@ -128,18 +100,6 @@ def _article(noun: str) -> str:
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
-def _default_mp_context() -> BaseContext:
-    # Never "fork": the serving process has a running event loop, helper threads
-    # (Tornado's resolver, other pools) and listening sockets. A forked worker
-    # would inherit all of them in whatever state they were in (locks held by
-    # other threads deadlock the child, the epoll fd and the listening socket are
-    # shared with the parent). "forkserver" forks workers from a small, clean,
-    # single-threaded server process; "spawn" starts fresh interpreters and is the
-    # portable fallback.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 class BoundedExecutor:
     """A thread or process pool with a bound on the jobs it will queue.
 
@@ -160,7 +120,8 @@ class BoundedExecutor:
     :param retry_after: seconds suggested to rejected clients in ``Retry-After``.
     :param mp_context: multiprocessing context or start method name for process
         pools. Default ``"forkserver"`` where available, else ``"spawn"``;
-        never ``"fork"`` (see the module source for why).
+        never ``"fork"`` (a forked worker would inherit the serving process's
+        event loop, threads and sockets mid-state).
 
     The underlying pool is created lazily on the first :meth:`submit`, never at
     construction, so an executor can be built in an application factory before
@@ -293,7 +254,7 @@ class BoundedExecutor:
         - :class:`ExecutorShutdown` after :meth:`shutdown`.
         """
         if self.kind == "process":
-            _check_picklable(fn, args, kwargs)
+            check_picklable(fn, args, kwargs)
         with self._lock:
             if self._closed:
                 raise ExecutorShutdown(f"executor {self.name!r} is shut down")
@@ -338,12 +299,7 @@ class BoundedExecutor:
             return concurrent.futures.ThreadPoolExecutor(
                 self.max_workers, thread_name_prefix=prefix
             )
-        ctx = self._mp_context
-        if ctx is None:
-            ctx = _default_mp_context()
-        elif isinstance(ctx, str):
-            ctx = multiprocessing.get_context(ctx)
-        return make_pool(self.max_workers, ctx)
+        return make_pool(self.max_workers, self._mp_context)
 
     def _job_done(self, future: concurrent.futures.Future[Any]) -> None:
         # Runs in a worker thread, the pool's management thread, or the caller.
@@ -361,7 +317,7 @@ class BoundedExecutor:
         (no "exception was never retrieved" warning).
         """
         future = self.submit(fn, *args, **kwargs)
-        return await _await_job(future, self.name, fn)
+        return await await_job(future, self.name, fn, ExecutorShutdown)
 
     # -- shutdown ---------------------------------------------------------
 
@@ -419,250 +375,3 @@ class BoundedExecutor:
             f"<BoundedExecutor {self.name!r} {self.kind} workers={self.max_workers} "
             f"pending<={self.max_pending} running={s['running']} queued={s['queued']}>"
         )
-
-
-_ALWAYS_PICKLABLE = frozenset({bytes, str, int, float, bool, complex, type(None)})
-
-
-def _check_picklable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise a clear :class:`TypeError` before queuing a job a worker can never receive."""
-    owner = getattr(fn, "__self__", None)
-    if owner is not None and _is_handler(owner):
-        raise TypeError(
-            f"process-pool job {_describe(fn)} is a bound method of a request handler, "
-            "which cannot be pickled and sent to a worker process: use a module-level "
-            "function and pass it the data it needs"
-        )
-    try:
-        pickle.dumps(fn)
-    except Exception as exc:
-        raise TypeError(
-            f"process-pool job {_describe(fn)} cannot be pickled ({exc}): "
-            "use a module-level function (not a lambda, a local function or a bound method)"
-        ) from exc
-    for label, value in [(f"argument {i}", a) for i, a in enumerate(args)] + [
-        (f"argument {k}=", v) for k, v in kwargs.items()
-    ]:
-        if type(value) in _ALWAYS_PICKLABLE:
-            continue  # e.g. a large request body: do not copy it once more on the loop
-        try:
-            pickle.dumps(value)
-        except Exception as exc:
-            raise TypeError(
-                f"{label} of process-pool job {_describe(fn)} cannot be pickled "
-                f"({type(value).__name__}: {exc})"
-            ) from exc
-
-
-def _is_handler(obj: Any) -> bool:
-    from tornado.web import RequestHandler
-
-    return isinstance(obj, RequestHandler)
-
-
-def _describe(fn: Callable[..., Any]) -> str:
-    qualname = getattr(fn, "__qualname__", None) or repr(fn)
-    module = getattr(fn, "__module__", None)
-    return f"{module}.{qualname}" if module else qualname
-
-
-async def _await_job(future: concurrent.futures.Future[T], name: str, fn: Callable[..., Any]) -> T:
-    """Await a concurrent future without losing its outcome if we stop waiting.
-
-    Unlike :func:`asyncio.wrap_future`, a job cancelled by the executor's
-    shutdown surfaces as :class:`ExecutorShutdown` (not as a cancellation of
-    the awaiting task), and an outcome nobody awaits any more is logged.
-    """
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[T] = loop.create_future()
-
-    def deliver(job: concurrent.futures.Future[T]) -> None:
-        if waiter.done():  # the awaiter gave up: discard, but say so
-            _log_discarded(job, name, fn)
-            return
-        if job.cancelled():
-            waiter.set_exception(
-                ExecutorShutdown(f"executor {name!r} shut down before the job ran")
-            )
-            return
-        exc = job.exception()
-        if exc is not None:
-            waiter.set_exception(exc)
-        else:
-            waiter.set_result(job.result())
-
-    def on_done(job: concurrent.futures.Future[T]) -> None:
-        try:
-            loop.call_soon_threadsafe(deliver, job)
-        except RuntimeError:  # the loop is closed: nobody can await it any more
-            _log_discarded(job, name, fn)
-
-    future.add_done_callback(on_done)
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        future.cancel()  # only succeeds while the job is still waiting
-        raise
-
-
-def _log_discarded(job: concurrent.futures.Future[Any], name: str, fn: Callable[..., Any]) -> None:
-    if job.cancelled():
-        return
-    exc = job.exception()
-    if exc is not None:
-        log.warning(
-            "executor %r: job %s failed after its caller stopped waiting; discarded",
-            name,
-            _describe(fn),
-            exc_info=exc,
-        )
-    else:
-        log.info(
-            "executor %r: job %s finished after its caller stopped waiting; result discarded",
-            name,
-            _describe(fn),
-        )
-
-
-def executor_for(app: Application) -> BoundedExecutor:
-    """Return ``app.settings["executor"]``, else the app's shared default.
-
-    Raises :class:`TypeError` when the setting holds something other than a
-    :class:`BoundedExecutor`.
-
-    The default is a thread :class:`BoundedExecutor` named ``"default"``, made
-    on first use and kept per application (no module-level state). Either one
-    is shut down when the app's server stops, also when it is used directly
-    rather than through :class:`ExecutorMixin`::
-
-        executor_for(app).stats()["queued"]
-
-    .. versionadded:: 0.1
-    """
-    executor = app.settings.get("executor")
-    if executor is not None:
-        checked = _checked(executor)
-        _register_shutdown(app, checked)
-        return checked
-    state = state_for(app)
-    default: BoundedExecutor | None = state.resources.get(_DEFAULT_KEY)
-    if default is None:
-        default = state.resources[_DEFAULT_KEY] = BoundedExecutor(name="default")
-        _register_shutdown(app, default)
-    return default
-
-
-def _checked(executor: Any) -> BoundedExecutor:
-    if not isinstance(executor, BoundedExecutor):
-        # e.g. a ThreadPoolExecutor kept in ``executor`` for Tornado's
-        # @run_on_executor: it has no bound, no counters and no shutdown hook.
-        raise TypeError(
-            f"ExecutorMixin needs a BoundedExecutor in the `executor` class attribute "
-            f"or setting, not {type(executor).__name__}"
-        )
-    return executor
-
-
-def _register_shutdown(app: Application, executor: BoundedExecutor) -> None:
-    """Shut *executor* down when *app*'s server stops (once per app and executor)."""
-    state = state_for(app)
-    registered: list[BoundedExecutor] = state.resources.setdefault(_REGISTERED_KEY, [])
-    if any(known is executor for known in registered):
-        return
-    registered.append(executor)
-    state.on_shutdown(executor.aclose, PHASE_RESOURCES)
-
-
-class ExecutorMixin(APIErrorHeadersMixin):
-    """Run blocking or CPU-bound work off the event loop, with back-pressure.
-
-    ``await self.run_in_executor(fn, *args, **kwargs)`` runs on the executor
-    named by the ``executor`` class attribute or setting (a
-    :class:`BoundedExecutor`), else on a shared default thread executor made on
-    first use per application. Every executor a handler uses is shut down when
-    the server stops (the tornado-kit shutdown hook, resources phase).
-
-    Errors, as :class:`~tornado_kit.APIError` (rendered by ``JSONErrorMixin``):
-
-    - executor full or shut down: ``503`` with ``Retry-After``;
-    - the job outlives ``executor_timeout`` seconds (counted from submission,
-      queueing included; class attribute or setting; default none): ``504``.
-      The request returns at once; a job still waiting is cancelled, a running
-      one finishes in the background and its result is logged and discarded.
-
-    A job that raises propagates its exception unchanged: without a handler of
-    your own it becomes a ``500`` whose body says nothing of the exception.
-
-    The access record (``TimingMixin``) gets ``executor_queue`` (jobs waiting
-    when this one was submitted) and ``executor_rejected`` (bool). When the
-    ``metrics`` setting holds a :class:`~tornado_kit.PrometheusMetrics`, the
-    queue depth gauge and the rejection counter are updated.
-
-    Example::
-
-        class ReportHandler(ExecutorMixin, JSONErrorMixin, RequestHandler):
-            executor_timeout = 2.0
-
-            async def get(self) -> None:
-                self.write(await self.run_in_executor(build_report, self.get_argument("q")))
-
-    .. versionadded:: 0.1
-    """
-
-    #: The :class:`BoundedExecutor` to use (else the ``executor`` setting, else the default).
-    executor: BoundedExecutor | None = None
-    #: Seconds before a job's request gets 504 (else the setting; default: no limit).
-    executor_timeout: float | None = None
-
-    application: Application
-    settings: dict[str, Any]
-
-    async def run_in_executor(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` on the handler's executor and return its result.
-
-        May be called from any verb method or ``prepare``; the handler's own
-        methods are fine on a thread executor, but a process executor needs a
-        picklable module-level function (else :class:`TypeError`, a 500).
-        """
-        own = type(self).executor  # the class attribute wins over the setting
-        if own is None:
-            executor = executor_for(self.application)
-        else:
-            executor = _checked(own)
-            _register_shutdown(self.application, executor)
-        timeout: float | None = resolve(self, "executor_timeout", None)
-        metrics: Any = resolve(self, "metrics", None)
-        depth = executor.queued
-        add_access_field(self, "executor_queue", depth)
-        try:
-            future = executor.submit(fn, *args, **kwargs)
-        except (ExecutorFull, ExecutorShutdown) as exc:
-            add_access_field(self, "executor_rejected", True)
-            if metrics is not None and isinstance(exc, ExecutorFull):
-                metrics.inc_executor_rejected(executor.name)
-            # RFC 9110 §15.6.4 (503) and §10.2.3 (Retry-After: delay-seconds).
-            raise APIError(
-                503,
-                "server busy: the work queue is full, retry later"
-                if isinstance(exc, ExecutorFull)
-                else "server is shutting down",
-                headers={"Retry-After": str(executor.retry_after)},
-            ) from exc
-        add_access_field(self, "executor_rejected", False)
-        if metrics is not None:
-            metrics.set_executor_queue_depth(executor.name, executor.queued)
-        try:
-            job = _await_job(future, executor.name, fn)
-            if timeout is None:
-                return await job
-            try:
-                return await asyncio.wait_for(job, timeout)
-            except asyncio.TimeoutError:
-                raise APIError(504, f"the job took longer than {timeout:g} s") from None
-        except ExecutorShutdown as exc:
-            raise APIError(
-                503, "server is shutting down", headers={"Retry-After": str(executor.retry_after)}
-            ) from exc
-        finally:
-            if metrics is not None:
-                metrics.set_executor_queue_depth(executor.name, executor.queued)

@@ -1,4 +1,4 @@
-"""Per-application runtime state and the shutdown hook.
+"""Per-application runtime state, the resources it owns, and the shutdown hook.
 
 tornado-kit keeps no module-level mutable state (it would be shared across
 ``fork_processes`` children and bound to the wrong event loop). Everything a
@@ -6,6 +6,13 @@ mixin needs to share across handlers of one application (the default broker,
 the heartbeat timer, the registry of open WebSockets and SSE streams, the
 default executor) hangs off the ``Application`` object in an :class:`AppState`
 created lazily on first use, i.e. inside the serving process, after any fork.
+:meth:`AppState.resource` is the one way such a resource is made and, with
+*close*, released at shutdown.
+
+The ownership rule: what tornado-kit creates, it closes; what the user passes
+in the settings (``broker``, ``executor``, ``channel_log``) it closes too,
+unless the setting ``close_resources_on_shutdown`` is ``False``
+(:func:`close_at_shutdown`).
 
 :func:`shutdown` is the hook that :func:`tornado_kit.serve` (and the testing
 plugin) calls when a server stops: it runs the registered callbacks in phase
@@ -22,6 +29,7 @@ from typing import Any, TypeVar
 
 from tornado.web import Application
 
+from tornado_kit._checks import check_instance, setting
 from tornado_kit._redact import install_for_settings
 
 log = logging.getLogger("tornado_kit")
@@ -68,7 +76,7 @@ class AppState:
         SSE runtime state...): inside the serving process, on first use, never
         at import or construction time. With *close*, ``close(resource)`` runs
         once at shutdown in *phase*: what the library creates, it closes.
-        Keys are module-private strings (``"tornado_kit.broker"``).
+        Keys name the module and the resource: ``"tornado_kit.executor:default"``.
         """
         resources = self.resources
         if key in resources:
@@ -79,6 +87,23 @@ class AppState:
         if close is not None:
             self.on_shutdown(lambda: close(value), phase)
         return value
+
+    def once(self, key: str) -> bool:
+        """True the first time it is called with *key* for this application, False after.
+
+        For what must happen once per application, such as a warning
+        (``"tornado_kit.auth:no_verifier_warned"``): the flag is a resource
+        like the others, kept under *key*.
+        """
+        first = False
+
+        def mark() -> bool:
+            nonlocal first
+            first = True
+            return True
+
+        self.resource(key, mark)
+        return first
 
     def on_shutdown(self, callback: ShutdownCallback, phase: int = PHASE_RESOURCES) -> None:
         """Register *callback* (sync or async) to run once at shutdown in *phase*."""
@@ -144,17 +169,110 @@ def state_for(app: Application) -> AppState:
     return state
 
 
+#: The settings that hold an object the user made and tornado-kit closes at
+#: shutdown (unless ``close_resources_on_shutdown`` is False), with the name
+#: of the method that closes it. An object without that method is not one of
+#: ours (a ``ThreadPoolExecutor`` kept for Tornado's ``@run_on_executor``) and
+#: is left alone.
+OWNED_SETTINGS = (("broker", "close"), ("executor", "aclose"), ("channel_log", "close"))
+_CLOSE_SETTING = "close_resources_on_shutdown"
+
+
+def closes_user_resources(app: Application) -> bool:
+    """The ``close_resources_on_shutdown`` setting of *app* (default True).
+
+    :raises TypeError: when the setting is not a ``bool``.
+    """
+    value: bool = check_instance(
+        app.settings.get(_CLOSE_SETTING, True), bool, setting(_CLOSE_SETTING), "a bool"
+    )
+    return value
+
+
+def close_at_shutdown(
+    app: Application, resource: T, close: Callable[[T], Awaitable[Any] | None]
+) -> None:
+    """Have ``close(resource)``, a resource the user made, run at *app*'s shutdown.
+
+    Once per application and object, whatever the number of calls or the
+    settings it appears under; not at all when ``close_resources_on_shutdown``
+    is False (the resource is shared with other applications, or outlives
+    this one). A ``close_resources_on_shutdown`` that is not a bool keeps the
+    resource open, with an error logged: an application does not close what
+    it was perhaps told to leave alone.
+    """
+    state = state_for(app)
+    try:
+        if not closes_user_resources(app):
+            return
+    except TypeError as exc:
+        if state.once("tornado_kit.lifecycle:bad_close_setting"):
+            log.error("tornado-kit: %s; the resources of the settings are left open", exc)
+        return
+    state.resource(f"tornado_kit.user:{id(resource)}", lambda: resource, close=close)
+
+
+def _close_settings_at_shutdown(app: Application) -> None:
+    for name, method in OWNED_SETTINGS:
+        resource = app.settings.get(name)
+        if resource is not None and callable(getattr(resource, method, None)):
+            close_at_shutdown(app, resource, _calling(method))
+
+
+def _calling(method: str) -> Callable[[Any], Awaitable[Any] | None]:
+    def close(resource: Any) -> Awaitable[Any] | None:
+        result: Awaitable[Any] | None = getattr(resource, method)()
+        return result
+
+    return close
+
+
 async def shutdown(
     app: Application, timeout: float | None = None, *, max_phase: int | None = None
 ) -> None:
-    """Shut down tornado-kit's runtime objects of *app*, as ``serve()`` does at exit.
+    """Close what tornado-kit holds for *app*: its connections, then its resources.
 
-    The registered shutdown callbacks (WebSockets closed with 1001, SSE
-    streams ended, executors and brokers released) run once, phase by phase;
-    one that raises is logged and does not stop the others. With *timeout*,
-    each phase is given at most that many seconds; with *max_phase*, only the
-    phases up to it run now, the later ones on a following call. The state is
-    created when absent, so that a long-lived handler that starts after the
-    shutdown still sees ``shutting_down``.
+    :func:`tornado_kit.serve` calls it when it stops; so does the pytest
+    plugin of :mod:`tornado_kit.testing`. Call it yourself when you run the
+    application on an :class:`~tornado.httpserver.HTTPServer` of your own,
+    after ``server.stop()`` and before ``server.close_all_connections()``::
+
+        server.stop()
+        await tornado_kit.shutdown(app, timeout=10)
+        await server.close_all_connections()
+
+    In this order, each step waiting for the previous one:
+
+    1. **Connections.** Every open WebSocket of a tornado-kit handler is
+       closed with code 1001 (going away) and every SSE stream is ended; a
+       WebSocket handshake that arrives later is refused with 503, an SSE
+       stream that begins later ends at once.
+    2. **Resources.** Executors stop taking jobs, let the accepted ones
+       finish and release their pools; then brokers, the upstream HTTP
+       client and the other per-application resources are closed. That is
+       what tornado-kit made (the default broker and executor, ...), and
+       what you passed in the settings (``broker``, ``executor``,
+       ``channel_log``) unless ``close_resources_on_shutdown`` is ``False``.
+       An object shared by several applications is closed by the first of
+       their shutdowns (closing is idempotent: the others find it closed);
+       set ``close_resources_on_shutdown=False`` on them when one of them
+       keeps serving, and close it yourself after the last.
+
+    The callbacks of one step run concurrently. One that raises is logged
+    and does not stop the others. With *timeout*, each step is given at most
+    that many seconds: what is still running then is cancelled (and logged),
+    given one more second to clean up, and the next step starts; so the
+    whole call takes at most about ``2 * timeout + 2`` seconds. Without it,
+    each step waits as long as its callbacks take.
+
+    Every callback runs once: a second call does nothing, except release a
+    resource made after the first one. *max_phase* is for ``serve()``, which
+    closes connections, waits for requests in flight, and only then
+    releases the resources those requests may still use; leave it out. The
+    server itself (listening sockets, keep-alive connections) is not
+    touched: that is ``HTTPServer.stop()`` and ``close_all_connections()``.
+
+    .. versionadded:: 0.2
     """
+    _close_settings_at_shutdown(app)
     await state_for(app).shutdown(timeout, max_phase=max_phase)

@@ -1,5 +1,8 @@
 """Process pools whose worker processes never outlive the process that owns them.
 
+:func:`make_pool` is how a ``BoundedExecutor`` of kind ``"process"`` gets its
+pool: never with the ``"fork"`` start method (see :func:`default_context`).
+
 A ``ProcessPoolExecutor`` worker waits for its next job on a pipe whose write
 end it holds too, so it never notices that its owner died. When the serving
 process is SIGKILLed, or ends with ``os._exit`` before the pool's manager
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import multiprocessing
 import os
 import select
 import signal
@@ -65,14 +69,39 @@ _OWNER_POLL = 1.0
 _ORPHANED = 1
 
 
-def make_pool(max_workers: int, mp_context: BaseContext) -> concurrent.futures.ProcessPoolExecutor:
-    """A process pool whose workers watch this process (see :func:`watch_owner`)."""
+def make_pool(
+    max_workers: int, mp_context: BaseContext | str | None = None
+) -> concurrent.futures.ProcessPoolExecutor:
+    """A process pool whose workers watch this process (see :func:`watch_owner`).
+
+    *mp_context* is a multiprocessing context, a start method name, or None
+    for :func:`default_context`.
+    """
+    if mp_context is None:
+        mp_context = default_context()
+    elif isinstance(mp_context, str):
+        mp_context = multiprocessing.get_context(mp_context)
     return concurrent.futures.ProcessPoolExecutor(
         max_workers,
         mp_context=mp_context,
         initializer=watch_owner,
         initargs=(os.getpid(),),
     )
+
+
+def default_context() -> BaseContext:
+    """``"forkserver"`` where the platform has it, else ``"spawn"``; never ``"fork"``.
+
+    The serving process has a running event loop, helper threads (Tornado's
+    resolver, other pools) and listening sockets. A forked worker would
+    inherit all of them in whatever state they were in (locks held by other
+    threads deadlock the child, the epoll fd and the listening socket are
+    shared with the parent). ``"forkserver"`` forks workers from a small,
+    clean, single-threaded server process; ``"spawn"`` starts fresh
+    interpreters and is the portable fallback.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def watch_owner(owner: int) -> None:

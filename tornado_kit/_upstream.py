@@ -37,7 +37,7 @@ from tornado.httputil import HTTPHeaders, HTTPInputError
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from tornado_kit import _json
-from tornado_kit._lifecycle import PHASE_RESOURCES, state_for
+from tornado_kit._lifecycle import state_for
 
 if TYPE_CHECKING:
     from tornado.web import Application
@@ -46,7 +46,7 @@ __all__ = ["UpstreamResult", "fetch_all", "upstream_client"]
 
 DEFAULT_MAX_CLIENTS = 10
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
-_CLIENT_KEY = "upstream.client"
+_CLIENT_KEY = "tornado_kit.upstream:client"
 
 
 @dataclass(frozen=True)
@@ -113,14 +113,16 @@ def upstream_client(app: Application) -> AsyncHTTPClient:
 
     .. versionadded:: 0.1
     """
-    state = state_for(app)
-    client: AsyncHTTPClient | None = state.resources.get(_CLIENT_KEY)
-    if client is None:
+
+    def make() -> AsyncHTTPClient:
         max_clients = int(app.settings.get("upstream_max_clients") or DEFAULT_MAX_CLIENTS)
-        client = SimpleAsyncHTTPClient(force_instance=True, max_clients=max_clients)
-        state.resources[_CLIENT_KEY] = client
-        state.on_shutdown(client.close, PHASE_RESOURCES)
-    return client
+        return SimpleAsyncHTTPClient(force_instance=True, max_clients=max_clients)
+
+    return state_for(app).resource(_CLIENT_KEY, make, close=_close)
+
+
+def _close(client: AsyncHTTPClient) -> None:
+    client.close()  # SimpleAsyncHTTPClient.close, which also closes its TCP client
 
 
 async def fetch_all(

@@ -7,4 +7,4 @@ warns with a :class:`DeprecationWarning`; this module is removed in 0.3.
 
 from tornado_kit._deprecated import moved
 
-__getattr__, __dir__ = moved(__name__, ("tornado_kit._executor",))
+__getattr__, __dir__ = moved(__name__, ("tornado_kit._executor", "tornado_kit._executor_mixin"))

@@ -61,6 +61,7 @@ from tornado_kit import (
     MetricsHandler,
     PrometheusMetrics,
     SignedTokenVerifier,
+    shutdown,
 )
 
 log = logging.getLogger("examples.reference_app")
@@ -193,13 +194,14 @@ def make_app(config: Config | None = None) -> Application:
 
 
 async def close_app(app: Application) -> None:
-    """Release what :func:`make_app` opened: the broker and the database.
+    """Release what :func:`make_app` opened: the broker, the image pool, the database.
 
-    ``serve()`` runs tornado-kit's own shutdown (WebSockets, SSE streams, the
-    executor) and the process then exits; call this when you build the app
-    yourself and keep the process (tests do).
+    ``serve()`` runs :func:`tornado_kit.shutdown` (WebSockets, SSE streams,
+    then the executor and the broker of the settings) and the process then
+    exits; call this when you build the app yourself and keep the process
+    (tests do). The database is not a tornado-kit resource: it is closed here.
     """
-    await app.settings["broker"].close()
+    await shutdown(app)
     app.settings["store"].close()
 
 

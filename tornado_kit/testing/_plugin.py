@@ -22,9 +22,8 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection
 
-from tornado_kit._lifecycle import shutdown
+from tornado_kit import ServerSentEvent, shutdown
 from tornado_kit._redact import install_for_settings
-from tornado_kit._sse import ServerSentEvent
 from tornado_kit.testing._sse import read_sse
 from tornado_kit.testing._ws import close_quietly, ws_connect
 

@@ -19,7 +19,7 @@ from tornado.httpclient import HTTPClientError
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpclient import TCPClient
 
-from tornado_kit._sse import ServerSentEvent
+from tornado_kit import ServerSentEvent
 
 __all__ = ["SSEParser", "parse_sse", "read_sse"]
 
