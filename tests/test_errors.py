@@ -357,7 +357,7 @@ async def test_unencodable_extension_gives_minimal_problem(
     assert response.code == 422
     assert problem(response) == {
         "type": "about:blank",
-        "title": "Unprocessable Entity",
+        "title": "Unprocessable Content",
         "status": 422,
     }
     assert _tornado_uncaught(caplog) == []

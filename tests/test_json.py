@@ -153,3 +153,53 @@ def test_lone_surrogates_are_refused_the_same_on_both_paths(name: str) -> None:
         with pytest.raises(ValueError, match="lone surrogate"):
             _json.loads('["\ud800"]')  # a str that holds one
         assert _json.loads('["\\ud83d\\ude00"]') == ["\U0001f600"]  # a valid pair
+
+
+def _reference_depth(text: str) -> int:
+    """Nesting depth of JSON *text*, by a plain character loop that skips strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+_nested = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(alphabet='[]{}"\\ab', max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@given(value=_nested, wrap=st.integers(min_value=1000, max_value=1100))
+@settings(max_examples=60, deadline=None)
+def test_depth_check_agrees_with_a_plain_scan(value: Any, wrap: int) -> None:
+    text = "[" * wrap + json.dumps(value) + "]" * wrap
+    assert _json._too_deep(text) == (_reference_depth(text) > _json.MAX_DEPTH)
+
+
+@pytest.mark.parametrize("name", ["orjson", "stdlib"])
+def test_nesting_beyond_the_limit_is_refused_by_both_backends(name: str) -> None:
+    # Python 3.13's json parses thousands of levels on its own: the limit is
+    # ours, the same as orjson's, on every Python.
+    deep = '{"a":' * 600 + "[" * 600 + '"[[[["' + "]" * 600 + "}" * 600
+    with backend(name):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            _json.loads(deep)
+        wide = "[" + ",".join(['{"a":[1,{"b":"[[["}]}'] * 3000) + "]"
+        assert len(_json.loads(wide)) == 3000

@@ -22,7 +22,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from tornado_kit._access import AccessHooks
 
-__all__ = ["APIError", "APIErrorHeadersMixin"]
+__all__ = ["APIError", "APIErrorHeadersMixin", "reason_phrase"]
 
 
 class APIError(HTTPError):
@@ -83,7 +83,7 @@ class APIError(HTTPError):
         """Return the RFC 9457 members this error contributes to the body."""
         body: dict[str, Any] = {
             "type": self.type or "about:blank",
-            "title": self.title or responses.get(self.status_code, "Unknown Error"),
+            "title": self.title or reason_phrase(self.status_code),
             "status": self.status_code,
         }
         if self.detail is not None:
@@ -95,6 +95,21 @@ class APIError(HTTPError):
 
     def __repr__(self) -> str:
         return f"APIError({self.status_code}, {self.detail!r})"
+
+
+#: RFC 9110 §15 reason phrases where Python before 3.13 still has RFC 7231's:
+#: a problem's title is the same on every Python.
+_RFC_9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC 9110 reason phrase of *status* (``"Unknown Error"`` for an unknown code)."""
+    return _RFC_9110_PHRASES.get(status) or responses.get(status, "Unknown Error")
 
 
 class APIErrorHeadersMixin(AccessHooks):

@@ -21,7 +21,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from tornado_kit import _json
 from tornado_kit._access import AccessHooks, add_access_field
-from tornado_kit._apierror import APIError, APIErrorHeadersMixin
+from tornado_kit._apierror import APIError, APIErrorHeadersMixin, reason_phrase
 from tornado_kit._compat.handler import (
     discard_pending_body,
     finished,
@@ -53,8 +53,16 @@ _INTERNAL_DETAIL = "internal server error"
 
 def _fallback_body(status_code: int) -> bytes:
     """A problem document built only from the status code (nothing can fail)."""
-    title = responses.get(status_code, "Unknown Error")
+    title = reason_phrase(status_code)
     return b'{"type":"about:blank","title":"%s","status":%d}' % (title.encode(), status_code)
+
+
+def _title(handler: RequestHandler, status_code: int) -> str:
+    """The reason phrase ``set_status`` chose, in its RFC 9110 spelling when it is the default."""
+    chosen = reason(handler)
+    if not chosen or chosen == responses.get(status_code):
+        return reason_phrase(status_code)
+    return chosen
 
 
 def _no_body(status_code: int) -> bool:
@@ -121,7 +129,7 @@ def build_problem(
     else:
         problem = {
             "type": "about:blank",
-            "title": reason(handler),
+            "title": _title(handler, status_code),
             "status": status_code,
             "instance": handler.request.path,
         }
